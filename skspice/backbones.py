@@ -1,0 +1,343 @@
+"""Feature backbones: a registry chosen by input size, torchvision models,
+custom modules, and loading weights from local files.
+
+Every backbone maps a batch of inputs to a ``(batch, out_features)`` tensor and
+exposes ``out_features``. Inputs arrive as images in [0, 1] (or raw tabular
+rows); the per-channel standardisation fitted on the training data sits in
+front of the backbone (:class:`Standardize`) so callers never normalise.
+"""
+
+import os
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKBONES",
+    "MLP",
+    "SmallCNN",
+    "SmallResNet",
+    "Standardize",
+    "build_backbone",
+    "load_weights",
+]
+
+
+class Standardize(nn.Module):
+    """Subtract a fitted mean and divide by a fitted scale.
+
+    Parameters
+    ----------
+    mean, std : torch.Tensor
+        Broadcastable to one sample (per channel for images, per feature for
+        tabular rows).
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def _conv_bn(c_in, c_out, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallCNN(nn.Module):
+    """A VGG-style CNN for tiny images (up to about 16 px).
+
+    Two 3x3 conv blocks at full resolution, a 2x2 max-pool, two more blocks,
+    then global average pooling. Cheap enough to train on a laptop CPU.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels.
+    width : int, default=64
+        Channels of the first blocks; the last blocks use ``2 * width``.
+    """
+
+    def __init__(self, in_channels, width=64):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(in_channels, width),
+            _conv_bn(width, width),
+            nn.MaxPool2d(2),
+            _conv_bn(width, 2 * width),
+            _conv_bn(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.out_features = 2 * width
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A CIFAR-style ResNet for 17-64 px images, narrow enough for a CPU.
+
+    3x3 stem at stride 1 (no max-pool), then stages of basic residual blocks
+    that halve the resolution and double the width, then global average
+    pooling.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels.
+    width : int, default=32
+        Channels of the first stage.
+    blocks : tuple of int, default=(1, 1, 1)
+        Residual blocks per stage.
+    """
+
+    def __init__(self, in_channels, width=32, blocks=(1, 1, 1)):
+        super().__init__()
+        layers = [_conv_bn(in_channels, width)]
+        c_in = width
+        for i, n_blocks in enumerate(blocks):
+            c_out = width * 2**i
+            for j in range(n_blocks):
+                layers.append(_BasicBlock(c_in, c_out, 2 if (i > 0 and j == 0) else 1))
+                c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.out_features = c_in
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron backbone for tabular rows.
+
+    Parameters
+    ----------
+    in_features : int
+        Features per row.
+    hidden : int, default=256
+        Width of the hidden layers.
+    out_features : int, default=128
+        Width of the output representation.
+    """
+
+    def __init__(self, in_features, hidden=256, out_features=128):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_features),
+        )
+        self.out_features = out_features
+
+    def forward(self, x):
+        return self.net(x.flatten(1))  # images are read as flat rows
+
+
+class _TorchvisionTrunk(nn.Module):
+    """A torchvision classification model with its classifier removed."""
+
+    def __init__(self, name, in_channels):
+        super().__init__()
+        import torchvision
+
+        model = torchvision.models.get_model(name, weights=None)
+        head_name = "fc" if hasattr(model, "fc") else "classifier"
+        head = getattr(model, head_name)
+        if isinstance(head, nn.Sequential):  # e.g. MobileNet, EfficientNet
+            last = [m for m in head if isinstance(m, nn.Linear)][-1]
+            self.out_features = last.in_features
+        else:
+            self.out_features = head.in_features
+        setattr(model, head_name, nn.Identity())
+        self.model = model
+        # Grayscale images are repeated to three channels so that weights
+        # pretrained on RGB images load unchanged.
+        self.repeat = 3 if in_channels == 1 else 1
+        # load_weights reads torchvision's own checkpoints into the inner
+        # model, whose classifier weights we do not use.
+        self.weights_target = model
+        self.ignored_weight_prefixes = (f"{head_name}.",)
+
+    def forward(self, x):
+        if self.repeat != 1:
+            x = x.repeat(1, self.repeat, 1, 1)
+        return self.model(x)
+
+
+def _auto_name(profile):
+    if profile.kind == "tabular":
+        return "mlp"
+    size = profile.image_size
+    if size <= 16:
+        return "small_cnn"
+    if size <= 64:
+        return "small_resnet"
+    return "resnet18"
+
+
+#: Names accepted by ``backbone=`` besides any torchvision model name.
+BACKBONES = ("auto", "small_cnn", "small_resnet", "mlp")
+
+
+def build_backbone(spec, profile):
+    """Build the backbone described by ``spec`` for inputs like ``profile``.
+
+    Parameters
+    ----------
+    spec : str or torch.nn.Module
+        ``"auto"`` (chosen by input: :class:`MLP` for tabular rows,
+        :class:`SmallCNN` up to 16 px, :class:`SmallResNet` up to 64 px,
+        torchvision ``resnet18`` above), one of :data:`BACKBONES`, any
+        torchvision classification model name (e.g. ``"resnet34"``), or a
+        module mapping a batch to ``(batch, d)`` features. A module is used as
+        given (the estimator deep-copies it first).
+    profile : InputProfile
+        The validated input profile.
+
+    Returns
+    -------
+    backbone : torch.nn.Module
+        Module with an ``out_features`` attribute.
+    """
+    if isinstance(spec, nn.Module):
+        if not hasattr(spec, "out_features"):
+            spec.out_features = _probe_out_features(spec, profile)
+        return spec
+    name = _auto_name(profile) if spec == "auto" else spec
+    if profile.kind == "tabular" and name != "mlp":
+        raise ValueError(
+            f"backbone={spec!r} needs image input but X is tabular (2-D rows); use "
+            "backbone='auto' or 'mlp', or pass image_shape to read rows as images."
+        )
+    if name == "mlp":
+        return MLP(profile.n_features)
+    c = profile.shape[0]
+    if name == "small_cnn":
+        return SmallCNN(c)
+    if name == "small_resnet":
+        return SmallResNet(c)
+    import torchvision
+
+    if name not in torchvision.models.list_models(torchvision.models):
+        raise ValueError(
+            f"backbone={spec!r} is not known: use 'auto', one of {BACKBONES[1:]}, a "
+            "torchvision classification model name such as 'resnet18', or a "
+            "torch.nn.Module."
+        )
+    return _TorchvisionTrunk(name, c)
+
+
+def _probe_out_features(module, profile):
+    """Find a custom backbone's output width with one dummy forward pass."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros((2,) + tuple(profile.shape)))
+    except Exception as exc:
+        raise ValueError(
+            f"the custom backbone failed on a dummy batch of shape "
+            f"{(2,) + tuple(profile.shape)}: {exc}"
+        ) from exc
+    finally:
+        module.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            f"a custom backbone must return (batch, features); it returned shape "
+            f"{tuple(out.shape)}. Add nn.Flatten() or pooling at its end."
+        )
+    return int(out.shape[1])
+
+
+def load_weights(module, path, strict=True):
+    """Load a local state dict into ``module``, safely.
+
+    Loads with ``torch.load(weights_only=True)`` (no pickled code runs),
+    accepts checkpoints that wrap the weights under ``"state_dict"`` or
+    ``"model"``, and strips the ``module.`` prefix that ``DataParallel`` and
+    ``DistributedDataParallel`` add. For torchvision backbones the file is a
+    torchvision state dict (its classifier weights are ignored).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Module to load into.
+    path : str or os.PathLike
+        A file saved with ``torch.save``.
+    strict : bool, default=True
+        Require every key to match.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone weights file not found: {path!r}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"could not read weights from {path!r} (expected a state dict saved "
+            f"with torch.save): {exc}"
+        ) from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{path!r} holds a {type(state).__name__}, not a state dict of tensors."
+        )
+    ignored = getattr(module, "ignored_weight_prefixes", ())
+    state = {
+        (k[len("module.") :] if k.startswith("module.") else k): v
+        for k, v in state.items()
+    }
+    state = {k: v for k, v in state.items() if not k.startswith(ignored)}
+    module = getattr(module, "weights_target", module)
+    target = module.state_dict()
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"weights in {path!r} do not fit the backbone: missing keys "
+            f"{missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected keys "
+            f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}."
+        )
+    bad = [
+        k
+        for k in set(state) & set(target)
+        if tuple(state[k].shape) != tuple(target[k].shape)
+    ]
+    if bad:
+        raise ValueError(
+            f"weights in {path!r} have the wrong shape for {sorted(bad)[:10]}."
+        )
+    module.load_state_dict(state, strict=strict)

@@ -1,0 +1,513 @@
+"""The scikit-learn estimator: :class:`SPICEClustering`."""
+
+import copy
+import os
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from .augment import make_augmenter
+from .backbones import Standardize, build_backbone, load_weights
+from .inputs import as_model_input
+from .pseudo_labels import knn_indices, reliable_pseudo_labels
+from .stages import train_feature_model, train_self_label, train_semi
+from .training import apply_in_batches
+
+__all__ = ["SPICEClustering"]
+
+
+class _FeatureModel(nn.Module):
+    """Standardisation fitted on the training data, then the backbone."""
+
+    def __init__(self, standardize, backbone):
+        super().__init__()
+        self.standardize = standardize
+        self.backbone = backbone
+        self.out_features = backbone.out_features
+
+    def forward(self, x):
+        return self.backbone(self.standardize(x))
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a valid torch device.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this "
+            "machine; use device='auto' or 'cpu'."
+        )
+    return dev
+
+
+def _auto_epochs(n_samples, sample_budget, lo, hi):
+    """Epochs that visit about ``sample_budget`` samples, within [lo, hi]."""
+    return int(np.clip(round(sample_budget / n_samples), lo, hi))
+
+
+class SPICEClustering(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
+    """SPICE deep clustering: contrastive features, prototype pseudo-labels,
+    then semi-supervised fine-tuning on reliable pseudo-labels.
+
+    Implements Niu, Shan & Wang, "SPICE: Semantic Pseudo-labeling for Image
+    Clustering", IEEE TIP 2022, in three stages:
+
+    1. **Feature model** (``feature_epochs``): the backbone learns features by
+       MoCo v2 contrastive learning on augmented views.
+    2. **SPICE-Self** (``self_epochs``): the backbone is frozen and
+       ``n_heads`` clustering heads learn from prototype pseudo-labels; the
+       head with the lowest pseudo-label loss is kept (no ground truth).
+    3. **SPICE-Semi** (``semi_epochs``): samples that are confident and agree
+       with their feature-space neighbours become a labelled set, and the
+       backbone and head are fine-tuned jointly with FixMatch.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        Number of clusters.
+    backbone : str or torch.nn.Module, default="auto"
+        Feature extractor. ``"auto"`` picks by input: an MLP for tabular rows,
+        ``"small_cnn"`` up to 16 px, ``"small_resnet"`` up to 64 px and
+        torchvision's ``"resnet18"`` above. Any torchvision classification
+        model name, or a module mapping ``(batch, C, H, W)`` images in [0, 1]
+        (after standardisation) to ``(batch, d)`` features, is accepted; a
+        module is deep-copied, never trained in place.
+    backbone_weights : str or os.PathLike, default=None
+        Local file of backbone weights (``torch.save`` state dict, loaded with
+        ``weights_only=True``; a ``module.`` prefix from DataParallel/DDP is
+        removed). Combine with ``feature_epochs=0`` to use a pretrained
+        backbone as is.
+    image_shape : tuple of int, default=None
+        ``(H, W)`` or ``(H, W, C)``: read 2-D input rows as flattened images.
+        With ``None``, 2-D input is tabular and 3-D/4-D input is images.
+    feature_epochs : int or "auto", default="auto"
+        MoCo epochs; 0 skips stage 1. ``"auto"`` visits about 500,000 samples
+        (between 20 and 300 epochs).
+    self_epochs : int or "auto", default="auto"
+        SPICE-Self epochs (at least 1: stage 2 always runs). ``"auto"`` visits
+        about 100,000 samples (between 5 and 50 epochs).
+    semi_epochs : int or "auto", default="auto"
+        SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 100,000
+        samples (between 3 and 50 epochs).
+    batch_size : int, default=256
+        Images per optimiser step in stage 1 and unlabelled images per step in
+        stage 3; stage 2 uses batches of 128 pseudo-labelled samples.
+    n_heads : int, default=10
+        Clustering heads trained together in stage 2.
+    feature_lr : float, default=0.06
+        Stage-1 SGD learning rate.
+    self_lr : float, default=0.001
+        Stage-2 Adam learning rate.
+    semi_lr : float, default=0.03
+        Stage-3 SGD learning rate.
+    temperature : float, default=0.2
+        MoCo temperature.
+    confidence_threshold : float, default=0.99
+        Stage 3: minimum top probability of a reliable sample.
+    consistency_ratio : float, default=0.9
+        Stage 3: minimum fraction of neighbours that share a reliable sample's
+        cluster.
+    n_neighbors : int or "auto", default="auto"
+        Stage 3: neighbours checked for consistency; ``"auto"`` uses
+        ``min(100, n_samples // (4 * n_clusters))`` (at least 5).
+    fixmatch_threshold : float, default=0.95
+        Stage 3: confidence above which a weak view's prediction becomes a
+        target for its strong view.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, augmentation and sampling. An int gives
+        identical results on the CPU.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training sample (final model).
+    self_labels_ : ndarray of shape (n_samples,)
+        SPICE-Self clusters of the training samples (stage 2 alone).
+    reliable_labels_ : ndarray of shape (n_samples,)
+        Stage-3 labelled set: the reliable pseudo-label, ``-1`` elsewhere.
+        All ``-1`` when stage 3 is skipped.
+    reliable_mask_ : ndarray of bool, shape (n_samples,)
+        ``reliable_labels_ >= 0``.
+    embedding_ : ndarray of shape (n_samples, n_features_out)
+        L2-normalised stage-1 features of the training samples (what stage 2
+        and the reliable-label search use).
+    selected_head_ : dict
+        Index, epoch and pseudo-label loss of the head kept by stage 2.
+    history_ : list of dict
+        One record per epoch of every stage: ``stage``, ``epoch``, ``loss``,
+        ``seconds`` and stage-specific values.
+    stage_seconds_ : dict
+        Wall time of each stage.
+    network_ : torch.nn.Module
+        The fitted network (standardisation, backbone, head), on the CPU.
+    n_features_in_ : int
+        Values per sample seen in ``fit`` (pixels times channels for images).
+    n_features_out_ : int
+        Width of the features returned by :meth:`transform`.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : Clustering on raw features.
+
+    Notes
+    -----
+    Deliberate deviations from the reference code are documented in
+    :mod:`skspice.stages`: logits with a single softmax in stage 2, a frozen
+    backbone kept in evaluation mode, a label-free head choice, and stage 3
+    fine-tuning the stage-1 backbone instead of a new WideResNet.
+
+    Examples
+    --------
+    >>> from skspice import SPICEClustering
+    >>> from skspice.datasets import load_digits_images
+    >>> X, y = load_digits_images()
+    >>> labels = SPICEClustering(n_clusters=10, random_state=0).fit_predict(X)
+    ... # doctest: +SKIP
+    """
+
+    _parameter_constraints = {
+        "n_clusters": [Interval(Integral, 2, None, closed="left")],
+        "backbone": [str, nn.Module],
+        "backbone_weights": [str, os.PathLike, None],
+        "image_shape": [tuple, list, None],
+        "feature_epochs": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "self_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "semi_epochs": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "feature_lr": [Interval(Real, 0, None, closed="neither")],
+        "self_lr": [Interval(Real, 0, None, closed="neither")],
+        "semi_lr": [Interval(Real, 0, None, closed="neither")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "confidence_threshold": [Interval(Real, 0, 1, closed="left")],
+        "consistency_ratio": [Interval(Real, 0, 1, closed="both")],
+        "n_neighbors": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "fixmatch_threshold": [Interval(Real, 0, 1, closed="both")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        backbone="auto",
+        backbone_weights=None,
+        image_shape=None,
+        feature_epochs="auto",
+        self_epochs="auto",
+        semi_epochs="auto",
+        batch_size=256,
+        n_heads=10,
+        feature_lr=0.06,
+        self_lr=0.001,
+        semi_lr=0.03,
+        temperature=0.2,
+        confidence_threshold=0.99,
+        consistency_ratio=0.9,
+        n_neighbors="auto",
+        fixmatch_threshold=0.95,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.backbone = backbone
+        self.backbone_weights = backbone_weights
+        self.image_shape = image_shape
+        self.feature_epochs = feature_epochs
+        self.self_epochs = self_epochs
+        self.semi_epochs = semi_epochs
+        self.batch_size = batch_size
+        self.n_heads = n_heads
+        self.feature_lr = feature_lr
+        self.self_lr = self_lr
+        self.semi_lr = semi_lr
+        self.temperature = temperature
+        self.confidence_threshold = confidence_threshold
+        self.consistency_ratio = consistency_ratio
+        self.n_neighbors = n_neighbors
+        self.fixmatch_threshold = fixmatch_threshold
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ input
+    def _validate_input(self, X, reset):
+        profile = None if reset else self._profile
+        data, profile = as_model_input(X, image_shape=self.image_shape, profile=profile)
+        if reset:
+            self._profile = profile
+            self.n_features_in_ = profile.n_features
+        return torch.from_numpy(data)
+
+    # -------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Cluster the samples in ``X``.
+
+        Parameters
+        ----------
+        X : array-like or list of PIL images
+            Images ``(n, H, W)`` or ``(n, H, W, C)`` (uint8 in [0, 255] or
+            floats in [0, 1]), a list of PIL images of one size, or tabular rows
+            ``(n, d)``.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : SPICEClustering
+            The fitted estimator.
+        """
+        data = self._validate_input(X, reset=True)
+        n = data.shape[0]
+        if n < 2 * self.n_clusters:
+            raise ValueError(
+                f"n_clusters={self.n_clusters} needs at least {2 * self.n_clusters} "
+                f"samples (two per cluster), got n_samples={n}."
+            )
+        device = _resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            self._fit(data, device, seed)
+        return self
+
+    def _fit(self, data, device, seed):
+        profile, n, k = self._profile, data.shape[0], self.n_clusters
+        gen = torch.Generator().manual_seed(seed)
+        device_gen = torch.Generator(device).manual_seed(seed + 1)
+        history, seconds = [], {}
+        common = dict(
+            gen=gen,
+            device_gen=device_gen,
+            device=device,
+            history=history,
+            verbose=self.verbose,
+        )
+
+        # Standardisation fitted here travels with the model, so predict and
+        # transform take raw [0, 1] images like fit.
+        dims = (0, 2, 3) if profile.kind == "image" else (0,)
+        mean, std = data.mean(dim=dims), data.std(dim=dims)
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        view = (-1, 1, 1) if profile.kind == "image" else (-1,)
+        standardize = Standardize(mean.view(view), std.view(view))
+        augmenter = make_augmenter(profile, mean, std)
+
+        backbone = build_backbone(
+            copy.deepcopy(self.backbone)
+            if isinstance(self.backbone, nn.Module)
+            else self.backbone,
+            profile,
+        )
+        if self.backbone_weights is not None:
+            load_weights(backbone, self.backbone_weights)
+        model = _FeatureModel(standardize, backbone).to(device)
+
+        # Stage 1: contrastive feature learning.
+        start = time.perf_counter()
+        epochs = self._epochs(self.feature_epochs, n, 500_000, 20, 300)
+        if epochs > 0:
+            bs = min(self.batch_size, n)
+            train_feature_model(
+                model,
+                data,
+                augmenter,
+                epochs=epochs,
+                batch_size=bs,
+                lr=self.feature_lr * bs / 256,
+                dim=128,
+                queue_size=min(4096, max(bs, n - n % bs)),
+                momentum=0.99,
+                temperature=self.temperature,
+                **common,
+            )
+        model.eval()
+        features = apply_in_batches(model, data, 1024, device)
+        embedding = F.normalize(features, dim=1)
+        seconds["feature"] = time.perf_counter() - start
+
+        # Stage 2: SPICE-Self.
+        start = time.perf_counter()
+        head, self.selected_head_ = train_self_label(
+            model,
+            data,
+            features,
+            augmenter,
+            n_clusters=k,
+            n_heads=self.n_heads,
+            epochs=self._epochs(self.self_epochs, n, 100_000, 5, 50),
+            lr=self.self_lr,
+            pseudo_batch=min(n, 500 * k),
+            batch_size=128,
+            n_repeat=8,
+            center_ratio=0.5,
+            **common,
+        )
+        network = nn.Sequential(model, head).eval()
+        probs = apply_in_batches(lambda x: network(x).softmax(-1), data, 1024, device)
+        self.self_labels_ = probs.argmax(1).numpy()
+        seconds["self-label"] = time.perf_counter() - start
+
+        # Stage 3: reliable pseudo-labels, then SPICE-Semi.
+        start = time.perf_counter()
+        reliable = np.full(n, -1)
+        epochs = self._epochs(self.semi_epochs, n, 100_000, 3, 50)
+        if epochs > 0:
+            n_neighbors = (
+                max(5, min(100, n // (4 * k)))
+                if self.n_neighbors == "auto"
+                else self.n_neighbors
+            )
+            neighbors = knn_indices(embedding, min(n_neighbors, n))
+            reliable = reliable_pseudo_labels(
+                probs,
+                neighbors,
+                confidence=self.confidence_threshold,
+                consistency=self.consistency_ratio,
+                min_per_cluster=max(1, n // (20 * k)),
+                random_state=seed,
+            )
+            network = train_semi(
+                network.to(device),
+                data,
+                reliable,
+                augmenter,
+                epochs=epochs,
+                lr=self.semi_lr,
+                batch_size=min(self.batch_size * 2, n),
+                unlabeled_ratio=7,
+                threshold=self.fixmatch_threshold,
+                lambda_u=1.0,
+                ema_decay=0.999,
+                **common,
+            )
+            probs = apply_in_batches(
+                lambda x: network(x).softmax(-1), data, 1024, device
+            )
+        seconds["semi"] = time.perf_counter() - start
+
+        self.network_ = network.cpu().eval()
+        self.embedding_ = embedding.numpy()
+        self.labels_ = probs.argmax(1).numpy()
+        self.reliable_labels_ = reliable
+        self.reliable_mask_ = reliable >= 0
+        self.history_ = history
+        self.stage_seconds_ = seconds
+        self.n_features_out_ = int(features.shape[1])
+
+    @staticmethod
+    def _epochs(value, n, budget, lo, hi):
+        return _auto_epochs(n, budget, lo, hi) if value == "auto" else int(value)
+
+    # ---------------------------------------------------------------- predict
+    def _forward(self, X, fn):
+        check_is_fitted(self)
+        data = self._validate_input(X, reset=False)
+        device = _resolve_device(self.device)
+        net = self.network_.to(device).eval()
+        try:
+            return apply_in_batches(lambda x: fn(net, x), data, 1024, device)
+        finally:
+            self.network_ = net.cpu()
+
+    def predict_proba(self, X):
+        """Cluster membership probabilities.
+
+        Parameters
+        ----------
+        X : array-like or list of PIL images
+            Samples in the form given to :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+            Rows sum to one.
+        """
+        return self._forward(X, lambda net, x: net(x).softmax(-1)).double().numpy()
+
+    def predict(self, X):
+        """Cluster of each sample.
+
+        Parameters
+        ----------
+        X : array-like or list of PIL images
+            Samples in the form given to :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Cluster labels in ``[0, n_clusters)``.
+        """
+        return self.predict_proba(X).argmax(1)
+
+    def fit_predict(self, X, y=None):
+        """Fit and return the clusters of the training samples (``labels_``).
+
+        Parameters
+        ----------
+        X : array-like or list of PIL images
+            Training samples.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.fit(X).labels_
+
+    def transform(self, X):
+        """Learned features: L2-normalised backbone output of the final model.
+
+        Parameters
+        ----------
+        X : array-like or list of PIL images
+            Samples in the form given to :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out_)
+        """
+        out = self._forward(X, lambda net, x: F.normalize(net[0](x), dim=1))
+        return out.numpy()

@@ -1,0 +1,191 @@
+"""The pseudo-labelling maths of SPICE, as pure functions on tensors.
+
+* :func:`prototype_pseudo_labels` - SPICE-Self: the most confident samples of
+  each cluster define a prototype; the samples nearest each prototype get its
+  label.
+* :func:`knn_indices` - chunked cosine k-nearest neighbours (never an n x n
+  matrix).
+* :func:`reliable_pseudo_labels` - SPICE-Semi: keep samples that are confident
+  and agree with their feature-space neighbours, balanced across clusters.
+
+Nothing here knows of models, data loading or ground truth.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+
+__all__ = ["knn_indices", "prototype_pseudo_labels", "reliable_pseudo_labels"]
+
+#: Label given to samples that are not selected.
+UNLABELED = -1
+
+
+def prototype_pseudo_labels(probs, features, center_ratio=0.5):
+    """Prototype pseudo-labelling of one batch (SPICE-Self).
+
+    With ``M`` samples and ``K`` clusters, let ``n = M // K``. For each cluster
+    the ``max(1, int(center_ratio * n))`` samples with the highest probability
+    for it (chosen column by column, so one sample may serve two clusters)
+    are averaged into a prototype; then the ``n`` samples with the largest dot
+    product to that prototype get the cluster's label. Every cluster receives
+    exactly ``n`` labels, so no cluster can be emptied by the labelling itself.
+
+    Parameters
+    ----------
+    probs : torch.Tensor of shape (M, K)
+        Cluster probabilities of the head being trained.
+    features : torch.Tensor of shape (M, D)
+        L2-normalised embeddings of the same samples.
+    center_ratio : float, default=0.5
+        Fraction of ``n`` used to build each prototype.
+
+    Returns
+    -------
+    indices : torch.Tensor of shape (K * n,)
+        Positions (into the batch) of the labelled samples; a position can
+        occur under more than one cluster.
+    labels : torch.Tensor of shape (K * n,)
+        Their pseudo-labels.
+    prototypes : torch.Tensor of shape (K, D)
+        The cluster prototypes.
+    """
+    m_samples, k = probs.shape
+    if features.shape[0] != m_samples:
+        raise ValueError(
+            f"probs has {m_samples} rows but features has {features.shape[0]}."
+        )
+    n = m_samples // k
+    if n < 1:
+        raise ValueError(
+            f"prototype pseudo-labelling needs at least one sample per cluster: got "
+            f"{m_samples} samples for {k} clusters."
+        )
+    n_center = max(1, int(center_ratio * n))
+    top = probs.topk(n_center, dim=0).indices  # (n_center, K)
+    prototypes = features[top].mean(dim=0)  # (K, D)
+    scores = features @ prototypes.T  # (M, K)
+    nearest = scores.topk(n, dim=0).indices  # (n, K)
+    labels = torch.arange(k, device=probs.device).repeat(n)
+    return nearest.reshape(-1), labels, prototypes
+
+
+def knn_indices(features, k, chunk_size=2048):
+    """Indices of each sample's ``k`` nearest neighbours by cosine similarity.
+
+    The sample itself is included (it is its own nearest neighbour), as in the
+    reference code. Similarities are computed ``chunk_size`` rows at a time,
+    so memory is ``O(chunk_size * n)``, not ``O(n^2)``.
+
+    Parameters
+    ----------
+    features : torch.Tensor of shape (n, D)
+        L2-normalised embeddings.
+    k : int
+        Neighbours per sample, at most ``n``.
+    chunk_size : int, default=2048
+        Rows per similarity block.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, k)
+        Neighbour indices, most similar first.
+    """
+    n = features.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}] for {n} samples, got {k}.")
+    out = torch.empty((n, k), dtype=torch.long, device=features.device)
+    for start in range(0, n, chunk_size):
+        block = features[start : start + chunk_size] @ features.T
+        # Put each row's own sample first even when duplicates tie with it.
+        rows = torch.arange(block.shape[0], device=features.device)
+        block[rows, rows + start] = float("inf")
+        out[start : start + chunk_size] = block.topk(k, dim=1).indices
+    return out
+
+
+def reliable_pseudo_labels(
+    probs,
+    neighbors,
+    *,
+    confidence=0.99,
+    consistency=0.9,
+    min_per_cluster=1,
+    balance=True,
+    random_state=None,
+):
+    """Reliable pseudo-labels (SPICE-Semi's labelled set).
+
+    A sample is reliable when its predicted cluster agrees with at least
+    ``consistency`` of its ``k`` nearest neighbours (itself included) and its
+    top probability exceeds ``confidence``. Clusters are then balanced by
+    randomly keeping as many samples per cluster as the smallest one has.
+
+    A cluster with fewer than ``min_per_cluster`` reliable samples would empty
+    the whole set after balancing (the reference code then cannot train).
+    Instead its most confident members (samples predicted in it, else the
+    samples with the highest probability for it) are added to reach
+    ``min_per_cluster``, and a ``UserWarning`` says so.
+
+    Parameters
+    ----------
+    probs : torch.Tensor of shape (n, K)
+        Cluster probabilities of the selected head.
+    neighbors : torch.Tensor of shape (n, k)
+        Neighbour indices, e.g. from :func:`knn_indices`.
+    confidence : float, default=0.99
+        Minimum top probability (exclusive).
+    consistency : float, default=0.9
+        Minimum fraction of neighbours sharing the sample's predicted cluster.
+    min_per_cluster : int, default=1
+        Fewest samples a cluster may keep before the fallback fills it.
+    balance : bool, default=True
+        Subsample every cluster to the size of the smallest one.
+    random_state : int, numpy.random.Generator or None
+        Seed for the balancing subsample.
+
+    Returns
+    -------
+    labels : numpy.ndarray of shape (n,)
+        Cluster id for reliable samples, ``-1`` elsewhere.
+    """
+    probs = torch.as_tensor(probs).float().cpu()
+    neighbors = torch.as_tensor(neighbors).cpu()
+    n, k = probs.shape
+    conf, pred = probs.max(dim=1)
+    agree = (pred[neighbors] == pred[:, None]).float().mean(dim=1)
+    reliable = (agree >= consistency) & (conf > confidence)
+    labels = np.where(reliable.numpy(), pred.numpy(), UNLABELED)
+
+    min_per_cluster = int(min(max(min_per_cluster, 1), n // k))
+    filled = []
+    for c in range(k):
+        missing = min_per_cluster - int((labels == c).sum())
+        if missing <= 0:
+            continue
+        # Prefer the cluster's own members, most confident first; when it has
+        # none, the samples with the highest probability for this cluster.
+        score = probs[:, c].clone()
+        score[pred != c] -= 2.0
+        score[torch.from_numpy(labels != UNLABELED)] = -np.inf
+        extra = score.topk(missing).indices.numpy()
+        labels[extra] = c
+        filled.append(c)
+    if filled:
+        warnings.warn(
+            f"clusters {filled} had fewer than {min_per_cluster} reliable samples "
+            f"(confidence > {confidence}, neighbour agreement >= {consistency}); "
+            "their most confident samples were added to the labelled set instead.",
+            UserWarning,
+            stacklevel=2,
+        )
+    if balance:
+        rng = np.random.default_rng(random_state)
+        counts = np.bincount(labels[labels >= 0], minlength=k)
+        keep = counts.min()
+        for c in range(k):
+            members = np.flatnonzero(labels == c)
+            drop = rng.permutation(members)[keep:]
+            labels[drop] = UNLABELED
+    return labels

@@ -1,0 +1,211 @@
+"""Stage 1: contrastive feature learning with MoCo v2.
+
+Two augmented views of each image go through a query encoder and a slowly
+moving (momentum) key encoder; InfoNCE pulls a query towards its own key and
+away from a queue of keys of earlier batches.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training import Stage, cosine_schedule, iterate_minibatches, run_stage
+
+__all__ = ["MoCo", "MoCoStage", "train_feature_model"]
+
+
+def _projection(in_features, dim):
+    return nn.Sequential(
+        nn.Linear(in_features, in_features),
+        nn.ReLU(inplace=True),
+        nn.Linear(in_features, dim),
+    )
+
+
+class MoCo(nn.Module):
+    """MoCo v2: query encoder, momentum key encoder and a queue of keys.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Feature extractor with ``out_features``; trained in place.
+    dim : int, default=128
+        Width of the projection (MLP head) output.
+    queue_size : int, default=4096
+        Negative keys kept.
+    momentum : float, default=0.99
+        Key-encoder momentum.
+    temperature : float, default=0.2
+        InfoNCE temperature (MoCo v2 / SPICE use 0.2).
+    """
+
+    def __init__(
+        self, backbone, dim=128, queue_size=4096, momentum=0.99, temperature=0.2
+    ):
+        super().__init__()
+        self.encoder_q = nn.Sequential(
+            backbone, _projection(backbone.out_features, dim)
+        )
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for p in self.encoder_k.parameters():
+            p.requires_grad_(False)
+        self.momentum = momentum
+        self.temperature = temperature
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def momentum_update(self):
+        """Move the key encoder towards the query encoder."""
+        for pk, pq in zip(self.encoder_k.parameters(), self.encoder_q.parameters()):
+            pk.mul_(self.momentum).add_(pq.detach(), alpha=1 - self.momentum)
+
+    @torch.no_grad()
+    def _keys(self, x, gen):
+        # Single-process stand-in for MoCo's shuffled BatchNorm: the key batch
+        # is permuted and normalised in independent sub-batches, so batch
+        # statistics cannot leak which key belongs to which query.
+        perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+        chunks = max(1, min(4, x.shape[0] // 32))
+        k = torch.cat([self.encoder_k(c) for c in x[perm].chunk(chunks)])
+        out = torch.empty_like(k)
+        out[perm] = k
+        return F.normalize(out, dim=1)
+
+    @torch.no_grad()
+    def _enqueue(self, keys):
+        n = self.queue.shape[0]
+        idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % n
+        self.queue[idx] = keys[-n:] if keys.shape[0] > n else keys
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % n)
+
+    def forward(self, x_q, x_k, gen):
+        """InfoNCE loss of a batch of query and key views (and enqueue keys).
+
+        Parameters
+        ----------
+        x_q, x_k : torch.Tensor
+            Two augmented views of the same images.
+        gen : torch.Generator
+            CPU generator for the key shuffle.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss.
+        """
+        q = F.normalize(self.encoder_q(x_q), dim=1)
+        k = self._keys(x_k, gen)
+        pos = (q * k).sum(1, keepdim=True)
+        neg = q @ self.queue.clone().T
+        logits = torch.cat([pos, neg], dim=1) / self.temperature
+        target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+        loss = F.cross_entropy(logits, target)
+        self._enqueue(k)
+        return loss
+
+
+class MoCoStage(Stage):
+    """Stage 1 as a :class:`~skspice.training.Stage`.
+
+    Parameters
+    ----------
+    moco : MoCo
+        The model (on ``device``).
+    data : torch.Tensor
+        All training samples (CPU).
+    augmenter : ImageAugmenter or TabularAugmenter
+        Supplies ``contrastive`` views.
+    batch_size : int
+        Images per step.
+    gen, device_gen : torch.Generator
+        CPU generator (shuffling) and one on ``device`` (augmentation).
+    device : torch.device
+        Where training runs.
+    """
+
+    name = "feature"
+
+    def __init__(self, moco, data, augmenter, batch_size, gen, device_gen, device):
+        self.moco, self.data, self.augmenter = moco, data, augmenter
+        self.batch_size, self.gen, self.device_gen = batch_size, gen, device_gen
+        self.device = device
+
+    def parameters(self):
+        return [p for p in self.moco.parameters() if p.requires_grad]
+
+    def steps_per_epoch(self):
+        return max(1, self.data.shape[0] // min(self.batch_size, self.data.shape[0]))
+
+    def batches(self, epoch):
+        self.moco.train()
+        for idx in iterate_minibatches(self.data.shape[0], self.batch_size, self.gen):
+            x = self.data[idx].to(self.device, non_blocking=True)
+            yield (
+                self.augmenter.contrastive(x, self.device_gen),
+                self.augmenter.contrastive(x, self.device_gen),
+            )
+
+    def loss(self, batch):
+        return self.moco(batch[0], batch[1], self.gen)
+
+    def after_step(self):
+        self.moco.momentum_update()
+
+
+def train_feature_model(
+    backbone,
+    data,
+    augmenter,
+    *,
+    epochs,
+    batch_size,
+    lr,
+    dim,
+    queue_size,
+    momentum,
+    temperature,
+    gen,
+    device_gen,
+    device,
+    history=None,
+    verbose=0,
+):
+    """Train ``backbone`` in place with MoCo v2 (SGD, cosine schedule).
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Feature extractor (on ``device``), trained in place.
+    data : torch.Tensor
+        Training samples (CPU).
+    augmenter : ImageAugmenter or TabularAugmenter
+        Supplies contrastive views.
+    epochs, batch_size : int
+        Length of training and images per step.
+    lr : float
+        Initial SGD learning rate (momentum 0.9, weight decay 5e-4).
+    dim, queue_size, momentum, temperature
+        See :class:`MoCo`.
+    gen, device_gen : torch.Generator
+        CPU and ``device`` generators.
+    device : torch.device
+        Where training runs.
+    history : list, optional
+        Receives per-epoch records.
+    verbose : int, default=0
+        Progress printing.
+
+    Returns
+    -------
+    moco : MoCo
+        The trained MoCo model (its ``encoder_q[0]`` is ``backbone``).
+    """
+    moco = MoCo(backbone, dim, queue_size, momentum, temperature).to(device)
+    stage = MoCoStage(moco, data, augmenter, batch_size, gen, device_gen, device)
+    opt = torch.optim.SGD(stage.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    sched = cosine_schedule(opt, epochs * stage.steps_per_epoch())
+    run_stage(stage, opt, epochs, scheduler=sched, history=history, verbose=verbose)
+    return moco

@@ -1,0 +1,289 @@
+"""Stage 2: SPICE-Self, clustering heads trained by prototype pseudo-labels.
+
+The backbone is frozen. Several heads are trained at once: for each large
+"pseudo-label batch" of ``M`` samples, every head's probabilities on weak
+views pick its cluster prototypes (:func:`~skspice.pseudo_labels.prototype_pseudo_labels`
+on the clean embeddings), and the head learns those labels by cross-entropy on
+strong views. After every epoch each head is scored by the same
+pseudo-labelling on the whole data set and the head (and epoch) with the
+lowest loss is kept: a label-free choice, unlike the reference code's
+``checkpoint_best``, which is chosen by ground-truth accuracy.
+
+Deviations from the reference code, both deliberate:
+
+* the heads output logits and the loss is one cross-entropy over them; the
+  reference applies softmax in the head and again inside the loss (a "double
+  softmax" that flattens the gradients);
+* the frozen backbone stays in evaluation mode, so its BatchNorm statistics
+  do not drift on strongly augmented images (the reference calls
+  ``model.train()`` on the frozen backbone).
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..pseudo_labels import prototype_pseudo_labels
+from ..training import Stage, apply_in_batches, iterate_minibatches, run_stage
+
+__all__ = ["ClusterHeads", "SelfLabelStage", "train_self_label"]
+
+
+class ClusterHeads(nn.Module):
+    """``n_heads`` independent clustering heads, evaluated together.
+
+    Each head is ``Linear(d, d) -> ReLU -> Linear(d, K)`` and returns logits.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the backbone features.
+    n_clusters : int
+        Output clusters ``K``.
+    n_heads : int, default=10
+        Number of heads.
+    """
+
+    def __init__(self, in_features, n_clusters, n_heads=10):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(in_features, in_features),
+                nn.ReLU(inplace=True),
+                nn.Linear(in_features, n_clusters),
+            )
+            for _ in range(n_heads)
+        )
+
+    def forward(self, features):
+        """Logits of every head, shape ``(n_heads, batch, K)``."""
+        return torch.stack([h(features) for h in self.heads])
+
+
+class SelfLabelStage(Stage):
+    """Stage 2 as a :class:`~skspice.training.Stage`.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Frozen feature extractor (on ``device``).
+    heads : ClusterHeads
+        Heads to train (on ``device``).
+    data : torch.Tensor
+        All samples (CPU).
+    clean_features : torch.Tensor of shape (n, d)
+        Backbone features of the un-augmented ``data`` (CPU); their
+        L2-normalised rows are the embeddings that prototypes are built from.
+    augmenter : ImageAugmenter or TabularAugmenter
+        Supplies ``weak`` and ``strong`` views.
+    pseudo_batch : int
+        ``M``: samples per prototype pseudo-labelling round.
+    batch_size : int
+        Samples per optimiser step.
+    n_repeat : int
+        Passes over each round's pseudo-labelled samples.
+    center_ratio : float
+        Fraction of the per-cluster quota used to build prototypes.
+    gen, device_gen : torch.Generator
+        CPU and ``device`` generators.
+    device : torch.device
+        Where training runs.
+    """
+
+    name = "self-label"
+
+    def __init__(
+        self,
+        backbone,
+        heads,
+        data,
+        clean_features,
+        augmenter,
+        *,
+        pseudo_batch,
+        batch_size,
+        n_repeat,
+        center_ratio,
+        gen,
+        device_gen,
+        device,
+        eval_batch_size=1024,
+    ):
+        self.backbone, self.heads, self.data = backbone, heads, data
+        self.clean_features = clean_features
+        self.embeddings = F.normalize(clean_features, dim=1)
+        self.augmenter = augmenter
+        self.pseudo_batch = min(pseudo_batch, data.shape[0])
+        self.batch_size, self.n_repeat = batch_size, n_repeat
+        self.center_ratio = center_ratio
+        self.gen, self.device_gen, self.device = gen, device_gen, device
+        self.eval_batch_size = eval_batch_size
+        self.best_loss = float("inf")
+        self.best_head = None
+        self.best_epoch = None
+        self.best_state = None
+
+    def parameters(self):
+        return self.heads.parameters()
+
+    def _round_steps(self):
+        n_labels = (self.pseudo_batch // self.heads_k()) * self.heads_k()
+        return max(1, n_labels // min(self.batch_size, n_labels)) * self.n_repeat
+
+    def heads_k(self):
+        """Number of clusters of the heads."""
+        return self.heads.heads[0][-1].out_features
+
+    def steps_per_epoch(self):
+        return (self.data.shape[0] // self.pseudo_batch) * self._round_steps()
+
+    def _features(self, x, view):
+        with torch.no_grad():
+            return self.backbone(view(x, self.device_gen))
+
+    def batches(self, epoch):
+        self.backbone.eval()
+        n = self.data.shape[0]
+        for chunk in iterate_minibatches(n, self.pseudo_batch, self.gen):
+            x = self.data[chunk].to(self.device, non_blocking=True)
+            emb = self.embeddings[chunk].to(self.device, non_blocking=True)
+            weak = self._features(x, self.augmenter.weak)
+            strong = self._features(x, self.augmenter.strong)
+            self.heads.eval()
+            with torch.no_grad():
+                probs = self.heads(weak).softmax(-1)
+            # One (positions, labels) list per head; all have the same length.
+            picked = [
+                prototype_pseudo_labels(p, emb, self.center_ratio)[:2] for p in probs
+            ]
+            self.heads.train()
+            for _ in range(self.n_repeat):
+                for pos in iterate_minibatches(
+                    picked[0][0].shape[0], self.batch_size, self.gen
+                ):
+                    pos = pos.to(self.device)
+                    yield [(strong[idx[pos]], lab[pos]) for idx, lab in picked]
+
+    def loss(self, batch):
+        losses = [
+            F.cross_entropy(head(f), y) for head, (f, y) in zip(self.heads.heads, batch)
+        ]
+        return torch.stack(losses).mean()
+
+    @torch.no_grad()
+    def head_losses(self):
+        """Label-free score of every head on the whole data set.
+
+        Each head's probabilities on clean features are pseudo-labelled with
+        ``M = n`` and its cross-entropy on the selected samples is returned.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_heads,)
+        """
+        self.heads.eval()
+        logits = apply_in_batches(
+            lambda f: self.heads(f).transpose(0, 1),
+            self.clean_features,
+            self.eval_batch_size,
+            self.device,
+        ).transpose(0, 1)  # (H, n, K)
+        out = []
+        for lg in logits:
+            idx, lab, _ = prototype_pseudo_labels(
+                lg.softmax(-1), self.embeddings, self.center_ratio
+            )
+            out.append(F.cross_entropy(lg[idx], lab))
+        return torch.stack(out)
+
+    def end_epoch(self, epoch):
+        losses = self.head_losses()
+        best = int(losses.argmin())
+        if float(losses[best]) < self.best_loss:
+            self.best_loss = float(losses[best])
+            self.best_head, self.best_epoch = best, epoch + 1
+            self.best_state = copy.deepcopy(self.heads.heads[best].state_dict())
+        return {"best_head_loss": float(losses[best]), "best_head": best}
+
+
+def train_self_label(
+    backbone,
+    data,
+    clean_features,
+    augmenter,
+    *,
+    n_clusters,
+    n_heads,
+    epochs,
+    lr,
+    pseudo_batch,
+    batch_size,
+    n_repeat,
+    center_ratio,
+    gen,
+    device_gen,
+    device,
+    history=None,
+    verbose=0,
+):
+    """Train clustering heads on a frozen backbone and keep the best one.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Frozen feature extractor (on ``device``).
+    data : torch.Tensor
+        Training samples (CPU).
+    clean_features : torch.Tensor of shape (n, d)
+        Backbone features of the un-augmented samples (CPU).
+    augmenter : ImageAugmenter or TabularAugmenter
+        Supplies weak and strong views.
+    n_clusters, n_heads, epochs : int
+        Clusters, heads trained together, and epochs.
+    lr : float
+        Adam learning rate (no weight decay, constant, as in SPICE).
+    pseudo_batch, batch_size, n_repeat, center_ratio
+        See :class:`SelfLabelStage`.
+    gen, device_gen : torch.Generator
+        CPU and ``device`` generators.
+    device : torch.device
+        Where training runs.
+    history : list, optional
+        Receives per-epoch records.
+    verbose : int, default=0
+        Progress printing.
+
+    Returns
+    -------
+    head : torch.nn.Module
+        The selected head, with the weights of its best epoch.
+    info : dict
+        ``head`` (index), ``epoch`` and ``loss`` of the selection.
+    """
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    heads = ClusterHeads(clean_features.shape[1], n_clusters, n_heads).to(device)
+    stage = SelfLabelStage(
+        backbone,
+        heads,
+        data,
+        clean_features,
+        augmenter,
+        pseudo_batch=pseudo_batch,
+        batch_size=batch_size,
+        n_repeat=n_repeat,
+        center_ratio=center_ratio,
+        gen=gen,
+        device_gen=device_gen,
+        device=device,
+    )
+    opt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=0.0)
+    run_stage(stage, opt, epochs, history=history, verbose=verbose)
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    head = heads.heads[stage.best_head]
+    head.load_state_dict(stage.best_state)
+    info = {"head": stage.best_head, "epoch": stage.best_epoch, "loss": stage.best_loss}
+    return head, info
