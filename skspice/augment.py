@@ -195,6 +195,25 @@ def cutout(x, gen, max_frac):
     return x.masked_fill(inside.unsqueeze(1), 0.0)
 
 
+def _photometric(name, x, m):
+    """One RandAugment-style colour operation with magnitudes ``m`` in [0, 1)."""
+    if name == "autocontrast":
+        return autocontrast(x)
+    if name == "brightness":
+        return adjust_brightness(x, 0.5 + m)
+    if name == "contrast":
+        return adjust_contrast(x, 0.5 + m)
+    if name == "sharpness":
+        return adjust_sharpness(x, 0.5 + 2 * m)
+    if name == "solarize":
+        return solarize(x, 0.5 + 0.5 * m)
+    if name == "posterize":
+        return posterize(x, torch.floor(4 + 4 * m))
+    if name == "saturation":
+        return adjust_saturation(x, 2 * m)
+    raise ValueError(f"unknown operation {name!r}")
+
+
 def _where(mask, a, b):
     return torch.where(_per_image(mask, a), a, b)
 
@@ -322,20 +341,10 @@ class ImageAugmenter:
         for _ in range(n_ops):
             op = torch.randint(len(self.STRONG_OPS), (b,), generator=gen, device=dev)
             m = torch.rand(b, generator=gen, device=dev)
-            f = 0.5 + m  # enhancement factor in [0.5, 1.5)
-            candidates = {
-                "autocontrast": lambda: autocontrast(x),
-                "brightness": lambda: adjust_brightness(x, f),
-                "contrast": lambda: adjust_contrast(x, f),
-                "sharpness": lambda: adjust_sharpness(x, 0.5 + 2 * m),
-                "solarize": lambda: solarize(x, 0.5 + 0.5 * m),
-                "posterize": lambda: posterize(x, torch.floor(4 + 4 * m)),
-                "saturation": lambda: adjust_saturation(x, 2 * m),
-            }
             out = x
             for i, name in enumerate(self.STRONG_OPS):
-                if name in candidates and bool((op == i).any()):
-                    out = _where(op == i, candidates[name](), out)
+                if name != "identity" and bool((op == i).any()):
+                    out = _where(op == i, _photometric(name, x, m), out)
             x = out
         return cutout(x, gen, 0.5)
 

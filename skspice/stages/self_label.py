@@ -2,8 +2,8 @@
 
 The backbone is frozen. Several heads are trained at once: for each large
 "pseudo-label batch" of ``M`` samples, every head's probabilities on weak
-views pick its cluster prototypes (:func:`~skspice.pseudo_labels.prototype_pseudo_labels`
-on the clean embeddings), and the head learns those labels by cross-entropy on
+views pick its cluster prototypes (``prototype_pseudo_labels`` on the clean
+embeddings), and the head learns those labels by cross-entropy on
 strong views. After every epoch each head is scored by the same
 pseudo-labelling on the whole data set and the head (and epoch) with the
 lowest loss is kept: a label-free choice, unlike the reference code's
