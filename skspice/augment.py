@@ -151,7 +151,9 @@ def autocontrast(x):
     """Stretch each image channel to the full [0, 1] range."""
     lo = x.amin(dim=(2, 3), keepdim=True)
     hi = x.amax(dim=(2, 3), keepdim=True)
-    return ((x - lo) / (hi - lo).clamp(min=1e-3)).clamp(0, 1)
+    flat = (hi - lo) < 1e-3  # a constant channel stays as it is
+    out = ((x - lo) / (hi - lo).clamp(min=1e-3)).clamp(0, 1)
+    return torch.where(flat, x, out)
 
 
 def solarize(x, threshold):

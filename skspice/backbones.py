@@ -165,29 +165,47 @@ class MLP(nn.Module):
 
 
 class _TorchvisionTrunk(nn.Module):
-    """A torchvision classification model with its classifier removed."""
+    """A torchvision classification model with its last linear layer removed.
 
-    def __init__(self, name, in_channels):
+    Only the final ``nn.Linear`` of the classifier becomes an identity, so
+    pooling, flattening and normalisation layers inside the head stay.
+    """
+
+    _HEAD_NAMES = ("fc", "classifier", "heads", "head")
+
+    def __init__(self, name, profile):
         super().__init__()
         import torchvision
 
         model = torchvision.models.get_model(name, weights=None)
-        head_name = "fc" if hasattr(model, "fc") else "classifier"
+        head_name = next((h for h in self._HEAD_NAMES if hasattr(model, h)), None)
+        if head_name is None:
+            raise ValueError(f"backbone={name!r}: cannot find its classifier layer.")
         head = getattr(model, head_name)
-        if isinstance(head, nn.Sequential):  # e.g. MobileNet, EfficientNet
-            last = [m for m in head if isinstance(m, nn.Linear)][-1]
-            self.out_features = last.in_features
+        dropped = ()
+        if isinstance(head, nn.Linear):
+            setattr(model, head_name, nn.Identity())
+            dropped = (f"{head_name}.",)
         else:
-            self.out_features = head.in_features
-        setattr(model, head_name, nn.Identity())
+            linear = [
+                (n, m) for n, m in head.named_modules() if isinstance(m, nn.Linear)
+            ]
+            if linear:
+                parent_name, _, leaf = linear[-1][0].rpartition(".")
+                parent = head.get_submodule(parent_name) if parent_name else head
+                setattr(parent, leaf, nn.Identity())
+                dropped = (f"{head_name}.{linear[-1][0]}.",)
+            # A head without a linear layer (e.g. SqueezeNet's 1x1 conv) is
+            # kept whole: its output is then the feature vector.
         self.model = model
         # Grayscale images are repeated to three channels so that weights
         # pretrained on RGB images load unchanged.
-        self.repeat = 3 if in_channels == 1 else 1
+        self.repeat = 3 if profile.shape[0] == 1 else 1
         # load_weights reads torchvision's own checkpoints into the inner
-        # model, whose classifier weights we do not use.
+        # model, whose final linear weights we do not use.
         self.weights_target = model
-        self.ignored_weight_prefixes = (f"{head_name}.",)
+        self.ignored_weight_prefixes = dropped
+        self.out_features = _probe_out_features(self, profile)
 
     def forward(self, x):
         if self.repeat != 1:
@@ -255,16 +273,18 @@ def build_backbone(spec, profile):
             "torchvision classification model name such as 'resnet18', or a "
             "torch.nn.Module."
         )
-    return _TorchvisionTrunk(name, c)
+    return _TorchvisionTrunk(name, profile)
 
 
 def _probe_out_features(module, profile):
     """Find a custom backbone's output width with one dummy forward pass."""
     was_training = module.training
     module.eval()
+    param = next(iter(module.parameters()), None)
+    device = param.device if param is not None else "cpu"
     try:
         with torch.no_grad():
-            out = module(torch.zeros((2,) + tuple(profile.shape)))
+            out = module(torch.zeros((2,) + tuple(profile.shape), device=device))
     except Exception as exc:
         raise ValueError(
             f"the custom backbone failed on a dummy batch of shape "
@@ -315,11 +335,13 @@ def load_weights(module, path, strict=True):
         raise ValueError(
             f"{path!r} holds a {type(state).__name__}, not a state dict of tensors."
         )
-    ignored = getattr(module, "ignored_weight_prefixes", ())
     state = {
         (k[len("module.") :] if k.startswith("module.") else k): v
         for k, v in state.items()
     }
+    # Weights of the layer the backbone dropped (a classifier's last linear
+    # layer) are ignored rather than reported as unexpected.
+    ignored = getattr(module, "ignored_weight_prefixes", ())
     state = {k: v for k, v in state.items() if not k.startswith(ignored)}
     module = getattr(module, "weights_target", module)
     target = module.state_dict()

@@ -17,7 +17,7 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from .augment import make_augmenter
@@ -41,6 +41,18 @@ class _FeatureModel(nn.Module):
 
     def forward(self, x):
         return self.backbone(self.standardize(x))
+
+
+def _is_table(X):
+    """Whether ``X`` is 2-D rows (array, DataFrame or nested list)."""
+    if hasattr(X, "columns"):
+        return True
+    if isinstance(X, (list, tuple)):
+        try:
+            return np.ndim(X) == 2
+        except ValueError:  # ragged nesting: let as_model_input explain
+            return False
+    return getattr(X, "ndim", None) == 2
 
 
 def _resolve_device(device):
@@ -272,6 +284,11 @@ class SPICEClustering(
     # ------------------------------------------------------------------ input
     def _validate_input(self, X, reset):
         profile = None if reset else self._profile
+        if _is_table(X):
+            # Rows of features (or flattened images): scikit-learn's own
+            # validation gives its standard messages, n_features_in_ and
+            # feature_names_in_ for DataFrames.
+            X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
         data, profile = as_model_input(X, image_shape=self.image_shape, profile=profile)
         if reset:
             self._profile = profile
@@ -299,10 +316,10 @@ class SPICEClustering(
         """
         data = self._validate_input(X, reset=True)
         n = data.shape[0]
-        if n < 2 * self.n_clusters:
+        if n < self.n_clusters:
             raise ValueError(
-                f"n_clusters={self.n_clusters} needs at least {2 * self.n_clusters} "
-                f"samples (two per cluster), got n_samples={n}."
+                f"n_clusters={self.n_clusters} is greater than the number of "
+                f"samples n_samples={n}; use at most n_samples clusters."
             )
         device = _resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
@@ -346,7 +363,7 @@ class SPICEClustering(
 
         # Stage 1: contrastive feature learning.
         start = time.perf_counter()
-        epochs = self._epochs(self.feature_epochs, n, 500_000, 20, 300)
+        epochs = self._epochs(self.feature_epochs, n, 300_000, 20, 300)
         if epochs > 0:
             bs = min(self.batch_size, n)
             train_feature_model(
@@ -376,7 +393,7 @@ class SPICEClustering(
             augmenter,
             n_clusters=k,
             n_heads=self.n_heads,
-            epochs=self._epochs(self.self_epochs, n, 100_000, 5, 50),
+            epochs=self._epochs(self.self_epochs, n, 20_000, 5, 50),
             lr=self.self_lr,
             pseudo_batch=min(n, 500 * k),
             batch_size=128,
@@ -392,7 +409,7 @@ class SPICEClustering(
         # Stage 3: reliable pseudo-labels, then SPICE-Semi.
         start = time.perf_counter()
         reliable = np.full(n, -1)
-        epochs = self._epochs(self.semi_epochs, n, 100_000, 3, 50)
+        epochs = self._epochs(self.semi_epochs, n, 50_000, 3, 50)
         if epochs > 0:
             n_neighbors = (
                 max(5, min(100, n // (4 * k)))
@@ -435,6 +452,12 @@ class SPICEClustering(
         self.history_ = history
         self.stage_seconds_ = seconds
         self.n_features_out_ = int(features.shape[1])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # transform returns float32 features whatever the input precision.
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
 
     @staticmethod
     def _epochs(value, n, budget, lo, hi):

@@ -51,10 +51,18 @@ def _is_pil_image(obj):
     return isinstance(obj, Image.Image)
 
 
+def _pil_to_unit_float(im):
+    """One PIL image as float32 in [0, 1] (8-bit, 16-bit and float modes)."""
+    if im.mode == "F":
+        return np.asarray(im, dtype=np.float32)  # range checked by the caller
+    if im.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # 16-bit grayscale (PNG/TIFF): scale by the 16-bit maximum.
+        return np.asarray(im, dtype=np.float32) / 65535.0
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
 def _pil_list_to_array(images, argname):
-    """Stack a list of PIL images into ``(n, H, W)`` or ``(n, H, W, 3)`` uint8."""
-    gray = all(im.mode in ("L", "1", "I;16", "I", "F") for im in images)
-    arrays = []
+    """Stack a list of PIL images into float32 ``(n, H, W)`` or ``(n, H, W, 3)``."""
     for i, im in enumerate(images):
         if not _is_pil_image(im):
             raise TypeError(
@@ -67,7 +75,14 @@ def _pil_list_to_array(images, argname):
                 f"{images[0].size[0]}x{images[0].size[1]} (width x height), image "
                 f"{i} is {im.size[0]}x{im.size[1]}. Resize them to one size first."
             )
-        arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))
+    gray_modes = ("L", "1", "I", "I;16", "I;16B", "I;16L", "F")
+    gray = all(im.mode in gray_modes for im in images)
+    arrays = [
+        _pil_to_unit_float(
+            im if (gray and im.mode != "1") else im.convert("L" if gray else "RGB")
+        )
+        for im in images
+    ]
     return np.stack(arrays)
 
 
@@ -115,7 +130,7 @@ def _to_numeric_array(X, argname):
             "(uint8, integer or float)."
         )
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{argname} is complex; expected real-valued data.")
+        raise ValueError(f"{argname} is complex; complex data not supported.")
     return arr
 
 

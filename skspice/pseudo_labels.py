@@ -159,18 +159,28 @@ def reliable_pseudo_labels(
     labels = np.where(reliable.numpy(), pred.numpy(), UNLABELED)
 
     min_per_cluster = int(min(max(min_per_cluster, 1), n // k))
+    counts = np.bincount(labels[labels >= 0], minlength=k)
     filled = []
     for c in range(k):
-        missing = min_per_cluster - int((labels == c).sum())
-        if missing <= 0:
+        if counts[c] >= min_per_cluster:
             continue
-        # Prefer the cluster's own members, most confident first; when it has
-        # none, the samples with the highest probability for this cluster.
-        score = probs[:, c].clone()
-        score[pred != c] -= 2.0
-        score[torch.from_numpy(labels != UNLABELED)] = -np.inf
-        extra = score.topk(missing).indices.numpy()
-        labels[extra] = c
+        # Candidates, best first: the cluster's own unlabelled members, then
+        # other unlabelled samples, then samples taken from clusters that can
+        # spare them; each group ordered by probability for this cluster.
+        penalty = np.where(pred.numpy() == c, 0.0, 2.0)
+        penalty += np.where(labels == UNLABELED, 0.0, 4.0)
+        order = np.argsort(penalty - probs[:, c].numpy(), kind="stable")
+        for i in order:
+            if counts[c] >= min_per_cluster:
+                break
+            if labels[i] == c:
+                continue
+            if labels[i] != UNLABELED:
+                if counts[labels[i]] <= min_per_cluster:
+                    continue
+                counts[labels[i]] -= 1
+            labels[i] = c
+            counts[c] += 1
         filled.append(c)
     if filled:
         warnings.warn(
