@@ -3,6 +3,7 @@
 import copy
 import os
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -55,7 +56,13 @@ def _is_table(X):
     return getattr(X, "ndim", None) == 2
 
 
-def _resolve_device(device):
+def _resolve_device(device, for_inference=False):
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    In ``fit`` an unavailable CUDA device is an error. For inference (a model
+    fitted on a GPU and loaded where there is none) it falls back to the CPU
+    with a warning.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -63,6 +70,13 @@ def _resolve_device(device):
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a valid torch device.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
+        if for_inference:
+            warnings.warn(
+                f"device={device!r} is not available here; predicting on the CPU.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return torch.device("cpu")
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available on this "
             "machine; use device='auto' or 'cpu'."
@@ -121,9 +135,12 @@ class SPICEClustering(
     semi_epochs : int or "auto", default="auto"
         SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 100,000
         samples (between 3 and 50 epochs).
-    batch_size : int, default=256
+    batch_size : int or "auto", default="auto"
         Images per optimiser step in stage 1 and unlabelled images per step in
         stage 3; stage 2 uses batches of 128 pseudo-labelled samples.
+        ``"auto"`` uses 256, or for small data sets the largest power of two
+        up to ``n_samples / 4`` (at least 16), so that an epoch has several
+        steps.
     n_heads : int, default=10
         Clustering heads trained together in stage 2.
     feature_lr : float, default=0.06
@@ -218,7 +235,10 @@ class SPICEClustering(
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
         ],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "batch_size": [
+            Interval(Integral, 2, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "feature_lr": [Interval(Real, 0, None, closed="neither")],
         "self_lr": [Interval(Real, 0, None, closed="neither")],
@@ -246,7 +266,7 @@ class SPICEClustering(
         feature_epochs="auto",
         self_epochs="auto",
         semi_epochs="auto",
-        batch_size=256,
+        batch_size="auto",
         n_heads=10,
         feature_lr=0.06,
         self_lr=0.001,
@@ -314,6 +334,21 @@ class SPICEClustering(
         self : SPICEClustering
             The fitted estimator.
         """
+        try:
+            self._fit_all(X)
+        except BaseException:
+            # Failed or interrupted (KeyboardInterrupt): leave the estimator
+            # unfitted rather than half-fitted.
+            self._reset_fitted_state()
+            raise
+        return self
+
+    def _reset_fitted_state(self):
+        for name in [v for v in vars(self) if v.endswith("_") or v == "_profile"]:
+            if not name.startswith("__"):
+                delattr(self, name)
+
+    def _fit_all(self, X):
         data = self._validate_input(X, reset=True)
         n = data.shape[0]
         if n < self.n_clusters:
@@ -327,7 +362,6 @@ class SPICEClustering(
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             self._fit(data, device, seed)
-        return self
 
     def _fit(self, data, device, seed):
         profile, n, k = self._profile, data.shape[0], self.n_clusters
@@ -364,8 +398,8 @@ class SPICEClustering(
         # Stage 1: contrastive feature learning.
         start = time.perf_counter()
         epochs = self._epochs(self.feature_epochs, n, 300_000, 20, 300)
+        bs = self._batch_size(n)
         if epochs > 0:
-            bs = min(self.batch_size, n)
             train_feature_model(
                 model,
                 data,
@@ -432,7 +466,7 @@ class SPICEClustering(
                 augmenter,
                 epochs=epochs,
                 lr=self.semi_lr,
-                batch_size=min(self.batch_size * 2, n),
+                batch_size=min(bs * 2, n),
                 unlabeled_ratio=7,
                 threshold=self.fixmatch_threshold,
                 lambda_u=1.0,
@@ -453,11 +487,21 @@ class SPICEClustering(
         self.stage_seconds_ = seconds
         self.n_features_out_ = int(features.shape[1])
 
+    @property
+    def _n_features_out(self):
+        """Output width, for ``get_feature_names_out``."""
+        return self.n_features_out_
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # transform returns float32 features whatever the input precision.
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+    def _batch_size(self, n):
+        if self.batch_size == "auto":
+            return int(min(256, 2 ** np.floor(np.log2(max(n // 4, 16))), n))
+        return min(int(self.batch_size), n)
 
     @staticmethod
     def _epochs(value, n, budget, lo, hi):
@@ -467,7 +511,7 @@ class SPICEClustering(
     def _forward(self, X, fn):
         check_is_fitted(self)
         data = self._validate_input(X, reset=False)
-        device = _resolve_device(self.device)
+        device = _resolve_device(self.device, for_inference=True)
         net = self.network_.to(device).eval()
         try:
             return apply_in_batches(lambda x: fn(net, x), data, 1024, device)

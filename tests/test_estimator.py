@@ -1,0 +1,173 @@
+"""End-to-end behaviour of SPICEClustering on tiny data."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skspice import SPICEClustering
+from skspice.datasets import load_digits_images
+from skspice.metrics import cluster_accuracy
+
+# Few epochs, small batches: every fit below takes a few seconds on a CPU.
+TINY = dict(
+    feature_epochs=2,
+    self_epochs=1,
+    semi_epochs=1,
+    batch_size=32,
+    n_heads=2,
+    random_state=0,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images()
+    return X[:200], y[:200]
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, _ = digits
+    return SPICEClustering(n_clusters=10, **TINY).fit(X)
+
+
+def test_fitted_attributes(fitted, digits):
+    X, _ = digits
+    n = len(X)
+    assert fitted.labels_.shape == (n,)
+    assert fitted.labels_.min() >= 0 and fitted.labels_.max() < 10
+    assert fitted.self_labels_.shape == (n,)
+    assert fitted.reliable_labels_.shape == (n,)
+    assert fitted.reliable_mask_.dtype == bool
+    np.testing.assert_array_equal(fitted.reliable_mask_, fitted.reliable_labels_ >= 0)
+    assert fitted.reliable_mask_.any()
+    assert fitted.embedding_.shape == (n, fitted.n_features_out_)
+    np.testing.assert_allclose(np.linalg.norm(fitted.embedding_, axis=1), 1, atol=1e-5)
+    assert fitted.n_features_in_ == 64
+    assert set(fitted.stage_seconds_) == {"feature", "self-label", "semi"}
+    stages = [r["stage"] for r in fitted.history_]
+    assert stages == ["feature", "feature", "self-label", "semi"]
+    assert all(np.isfinite(r["loss"]) for r in fitted.history_)
+    assert set(fitted.selected_head_) == {"head", "epoch", "loss"}
+    assert 0 <= fitted.selected_head_["head"] < 2
+
+
+def test_predict_matches_labels_and_proba(fitted, digits):
+    X, _ = digits
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(fitted.predict(X), proba.argmax(1))
+    np.testing.assert_array_equal(fitted.predict(X), fitted.labels_)
+
+
+def test_transform_features(fitted, digits):
+    X, _ = digits
+    Z = fitted.transform(X[:17])
+    assert Z.shape == (17, fitted.n_features_out_)
+    assert Z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1, atol=1e-5)
+
+
+def test_same_seed_same_labels(digits):
+    X, _ = digits
+    a = SPICEClustering(n_clusters=10, **TINY).fit(X)
+    b = SPICEClustering(n_clusters=10, **TINY).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.self_labels_, b.self_labels_)
+    np.testing.assert_allclose(a.transform(X), b.transform(X))
+
+
+def test_input_is_not_modified(digits):
+    X, _ = digits
+    X = (X * 255).astype(np.uint8)
+    before = X.copy()
+    SPICEClustering(n_clusters=3, **TINY).fit(X)
+    np.testing.assert_array_equal(X, before)
+
+
+def _forms(X):
+    u8 = (X * 255).round().astype(np.uint8)
+    return {
+        "float (n, H, W)": X,
+        "uint8 (n, H, W)": u8,
+        "uint8 (n, H, W, 1)": u8[..., None],
+        "float (n, H, W, 3)": np.repeat(X[..., None], 3, axis=3),
+        "PIL gray": [Image.fromarray(a) for a in u8],
+        "PIL RGB": [Image.fromarray(a).convert("RGB") for a in u8],
+    }
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "float (n, H, W)",
+        "uint8 (n, H, W)",
+        "uint8 (n, H, W, 1)",
+        "float (n, H, W, 3)",
+        "PIL gray",
+        "PIL RGB",
+    ],
+)
+def test_input_forms(digits, form):
+    X, _ = digits
+    data = _forms(X[:60])[form]
+    est = SPICEClustering(n_clusters=4, **TINY)
+    labels = est.fit_predict(data)
+    assert labels.shape == (60,)
+    assert est.predict(data[:5]).shape == (5,)
+    channels = 3 if "3" in form or "RGB" in form else 1
+    assert est.n_features_in_ == 64 * channels
+
+
+def test_tabular_rows_and_image_shape(digits):
+    X, _ = digits
+    rows = X[:60].reshape(60, -1)
+    tab = SPICEClustering(n_clusters=4, **TINY).fit(rows)
+    img = SPICEClustering(n_clusters=4, image_shape=(8, 8), **TINY).fit(rows)
+    assert tab.network_[0].backbone.__class__.__name__ == "MLP"
+    assert img.network_[0].backbone.__class__.__name__ == "SmallCNN"
+    assert tab.n_features_in_ == img.n_features_in_ == 64
+    assert img.predict(rows[:3]).shape == (3,)
+
+
+def test_skipping_stages(digits):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=0, semi_epochs=0)
+    est = SPICEClustering(n_clusters=5, **params).fit(X[:80])
+    assert {r["stage"] for r in est.history_} == {"self-label"}
+    assert not est.reliable_mask_.any()
+    # Without stage 3 the final labels are SPICE-Self's.
+    np.testing.assert_array_equal(est.labels_, est.self_labels_)
+
+
+def test_custom_backbone_module_is_not_trained_in_place(digits):
+    import torch
+    from torch import nn
+
+    X, _ = digits
+    module = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    est = SPICEClustering(n_clusters=3, backbone=module, **TINY).fit(X[:60])
+    assert est.n_features_out_ == 16
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+@pytest.mark.parametrize("n_train", [300])
+def test_end_to_end_accuracy_above_chance(n_train):
+    """A short fit on 300 digits clusters far better than chance (0.1)."""
+    X, y = load_digits_images()
+    X, y = X[:n_train], y[:n_train]
+    est = SPICEClustering(
+        n_clusters=10,
+        feature_epochs=100,
+        self_epochs=5,
+        semi_epochs=5,
+        random_state=0,
+        device="cpu",
+    ).fit(X)
+    acc = cluster_accuracy(y, est.labels_)
+    assert acc > 0.5, acc
+    assert cluster_accuracy(y, est.self_labels_) > 0.4
