@@ -1,6 +1,7 @@
 """The scikit-learn estimator: :class:`SPICEClustering`."""
 
 import copy
+import hashlib
 import os
 import time
 import warnings
@@ -26,7 +27,7 @@ from .backbones import Standardize, build_backbone, load_weights
 from .inputs import as_model_input
 from .pseudo_labels import knn_indices, reliable_pseudo_labels
 from .stages import train_feature_model, train_self_label, train_semi
-from .training import apply_in_batches
+from .training import Checkpointer, apply_in_batches
 
 __all__ = ["SPICEClustering"]
 
@@ -82,6 +83,24 @@ def _resolve_device(device, for_inference=False):
             "machine; use device='auto' or 'cpu'."
         )
     return dev
+
+
+def _fingerprint(data, params):
+    """Hash of the training data and the parameters that shape a fit."""
+    h = hashlib.sha256()
+    h.update(data.numpy().tobytes())
+    h.update(str(tuple(data.shape)).encode())
+    for key in sorted(params):
+        if key in ("verbose", "checkpoint_dir"):
+            continue
+        value = params[key]
+        if isinstance(value, nn.Module):
+            h.update(repr(value).encode())
+            for t in value.state_dict().values():
+                h.update(t.detach().cpu().numpy().tobytes())
+        else:
+            h.update(f"{key}={value!r}".encode())
+    return h.hexdigest()[:20]
 
 
 def _auto_epochs(n_samples, sample_budget, lo, hi):
@@ -164,6 +183,12 @@ class SPICEClustering(
         target for its strong view.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
+    checkpoint_dir : str or os.PathLike, default=None
+        Folder for epoch-end checkpoints of every stage (written atomically).
+        A ``fit`` with the same data and parameters finds the checkpoint of an
+        interrupted run there and resumes where it stopped, with the same seed
+        and random-generator states, so on the CPU the result equals an
+        uninterrupted run. The file is deleted when ``fit`` finishes.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, augmentation and sampling. An int gives
         identical results on the CPU.
@@ -252,6 +277,7 @@ class SPICEClustering(
         ],
         "fixmatch_threshold": [Interval(Real, 0, 1, closed="both")],
         "device": [str, torch.device],
+        "checkpoint_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -277,6 +303,7 @@ class SPICEClustering(
         n_neighbors="auto",
         fixmatch_threshold=0.95,
         device="auto",
+        checkpoint_dir=None,
         random_state=None,
         verbose=0,
     ):
@@ -298,6 +325,7 @@ class SPICEClustering(
         self.n_neighbors = n_neighbors
         self.fixmatch_threshold = fixmatch_threshold
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 
@@ -357,18 +385,32 @@ class SPICEClustering(
                 f"samples n_samples={n}; use at most n_samples clusters."
             )
         device = _resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        ckpt = None
+        if self.checkpoint_dir is not None:
+            name = f"skspice-{_fingerprint(data, self.get_params())}.pt"
+            ckpt = Checkpointer(os.path.join(self.checkpoint_dir, name), [])
+        if ckpt is not None and "seed" in ckpt.meta:
+            seed = int(ckpt.meta["seed"])  # resume with the interrupted run's seed
+        else:
+            seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        if ckpt is not None:
+            ckpt.meta["seed"] = seed
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            self._fit(data, device, seed)
+            self._fit(data, device, seed, ckpt)
+        if ckpt is not None:
+            ckpt.remove()
 
-    def _fit(self, data, device, seed):
+    def _fit(self, data, device, seed, ckpt):
         profile, n, k = self._profile, data.shape[0], self.n_clusters
         gen = torch.Generator().manual_seed(seed)
         device_gen = torch.Generator(device).manual_seed(seed + 1)
         history, seconds = [], {}
+        if ckpt is not None:
+            ckpt.generators = [gen, device_gen]
         common = dict(
+            checkpoint=ckpt,
             gen=gen,
             device_gen=device_gen,
             device=device,
@@ -478,6 +520,15 @@ class SPICEClustering(
             )
         seconds["semi"] = time.perf_counter() - start
 
+        used = np.unique(probs.argmax(1).numpy()).size
+        if used < k:
+            warnings.warn(
+                f"only {used} of n_clusters={k} clusters received samples; the data "
+                "may hold fewer groups than requested, or training collapsed (try "
+                "more feature_epochs or a smaller n_clusters).",
+                UserWarning,
+                stacklevel=3,
+            )
         self.network_ = network.cpu().eval()
         self.embedding_ = embedding.numpy()
         self.labels_ = probs.argmax(1).numpy()

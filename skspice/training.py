@@ -8,11 +8,12 @@ stage behave the same under checkpointing and interruption.
 """
 
 import math
+import os
 import time
 
 import torch
 
-__all__ = ["Stage", "cosine_schedule", "run_stage"]
+__all__ = ["Checkpointer", "Stage", "cosine_schedule", "run_stage"]
 
 
 class Stage:
@@ -46,6 +47,104 @@ class Stage:
     def end_epoch(self, epoch):
         """Hook run after every epoch; returns extra values for the history."""
         return {}
+
+    def state_dict(self):
+        """Everything a checkpoint needs to resume this stage (tensors, numbers)."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` returned."""
+
+
+class Checkpointer:
+    """Atomic epoch-end checkpoints of every stage, in one file.
+
+    The file holds, per stage, the stage's state, the optimiser and schedule,
+    the random-generator states and the training history at the end of the
+    last finished epoch, plus free-form ``meta`` (e.g. the seed). Each save
+    writes a temporary file and renames it, so a run killed mid-write leaves
+    the previous checkpoint intact.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Checkpoint file; loaded if it exists.
+    generators : list of torch.Generator
+        Generators whose states are saved and restored with each stage.
+    """
+
+    def __init__(self, path, generators):
+        self.path = os.fspath(path)
+        self.generators = list(generators)
+        self.state = {"meta": {}, "stages": {}}
+        if os.path.exists(self.path):
+            try:
+                self.state = torch.load(
+                    self.path, map_location="cpu", weights_only=True
+                )
+            except Exception as exc:
+                raise ValueError(
+                    f"checkpoint {self.path!r} is unreadable ({exc}); delete it to "
+                    "start afresh."
+                ) from exc
+
+    @property
+    def meta(self):
+        """Free-form values saved with the checkpoint."""
+        return self.state["meta"]
+
+    def _rng_state(self):
+        state = {
+            "torch": torch.get_rng_state(),
+            "generators": [g.get_state() for g in self.generators],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _set_rng_state(self, state):
+        torch.set_rng_state(state["torch"])
+        for g, s in zip(self.generators, state["generators"]):
+            g.set_state(s)
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def restore(self, stage, optimizer, scheduler, history):
+        """Load ``stage``'s saved state; return the number of finished epochs."""
+        saved = self.state["stages"].get(stage.name)
+        if saved is None:
+            return 0
+        stage.load_state_dict(saved["stage"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        self._set_rng_state(saved["rng"])
+        history[:] = saved["history"]
+        return int(saved["epoch"])
+
+    def save(self, stage, optimizer, scheduler, epochs_done, history):
+        """Record ``stage`` after ``epochs_done`` epochs and write the file."""
+        self.state["stages"][stage.name] = {
+            "epoch": epochs_done,
+            "stage": stage.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "rng": self._rng_state(),
+            "history": [dict(r) for r in history],
+        }
+        self.write()
+
+    def write(self):
+        """Write the checkpoint atomically (temporary file, then rename)."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        torch.save(self.state, tmp)
+        os.replace(tmp, self.path)
+
+    def remove(self):
+        """Delete the checkpoint file (after a finished fit)."""
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
 
 def cosine_schedule(optimizer, total_steps, end_factor=0.0, warmup_steps=0):
@@ -87,6 +186,7 @@ def run_stage(
     verbose=0,
     start_epoch=0,
     on_epoch_end=None,
+    checkpoint=None,
 ):
     """Train one stage for ``n_epochs`` epochs.
 
@@ -109,14 +209,18 @@ def run_stage(
     start_epoch : int, default=0
         First epoch to run (0-based), to resume from a checkpoint.
     on_epoch_end : callable, optional
-        Called as ``on_epoch_end(epoch)`` after each epoch (e.g. to save a
-        checkpoint).
+        Called as ``on_epoch_end(epoch)`` after each epoch.
+    checkpoint : Checkpointer, optional
+        Resume from this stage's saved state (overriding ``start_epoch``) and
+        save after every epoch.
 
     Returns
     -------
     history : list of dict
     """
     history = [] if history is None else history
+    if checkpoint is not None:
+        start_epoch = checkpoint.restore(stage, optimizer, scheduler, history)
     for epoch in range(start_epoch, n_epochs):
         start = time.perf_counter()
         total, steps = 0.0, 0
@@ -151,6 +255,8 @@ def run_stage(
                 if k not in ("stage", "epoch")
             )
             print(f"[{stage.name}] epoch {epoch + 1}/{n_epochs} {extras}", flush=True)
+        if checkpoint is not None:
+            checkpoint.save(stage, optimizer, scheduler, epoch + 1, history)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     return history

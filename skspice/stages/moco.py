@@ -154,6 +154,12 @@ class MoCoStage(Stage):
     def after_step(self):
         self.moco.momentum_update()
 
+    def state_dict(self):
+        return {"moco": self.moco.state_dict()}
+
+    def load_state_dict(self, state):
+        self.moco.load_state_dict(state["moco"])
+
 
 def train_feature_model(
     backbone,
@@ -172,6 +178,7 @@ def train_feature_model(
     device,
     history=None,
     verbose=0,
+    checkpoint=None,
 ):
     """Train ``backbone`` in place with MoCo v2 (SGD, cosine schedule).
 
@@ -197,6 +204,8 @@ def train_feature_model(
         Receives per-epoch records.
     verbose : int, default=0
         Progress printing.
+    checkpoint : Checkpointer, optional
+        Resume from and save epoch-end checkpoints.
 
     Returns
     -------
@@ -207,5 +216,13 @@ def train_feature_model(
     stage = MoCoStage(moco, data, augmenter, batch_size, gen, device_gen, device)
     opt = torch.optim.SGD(stage.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     sched = cosine_schedule(opt, epochs * stage.steps_per_epoch())
-    run_stage(stage, opt, epochs, scheduler=sched, history=history, verbose=verbose)
+    run_stage(
+        stage,
+        opt,
+        epochs,
+        scheduler=sched,
+        history=history,
+        verbose=verbose,
+        checkpoint=checkpoint,
+    )
     return moco

@@ -207,6 +207,22 @@ class SelfLabelStage(Stage):
             self.best_state = copy.deepcopy(self.heads.heads[best].state_dict())
         return {"best_head_loss": float(losses[best]), "best_head": best}
 
+    def state_dict(self):
+        return {
+            "heads": self.heads.state_dict(),
+            "best_loss": self.best_loss,
+            "best_head": -1 if self.best_head is None else self.best_head,
+            "best_epoch": -1 if self.best_epoch is None else self.best_epoch,
+            "best_state": self.best_state or {},
+        }
+
+    def load_state_dict(self, state):
+        self.heads.load_state_dict(state["heads"])
+        self.best_loss = state["best_loss"]
+        self.best_head = None if state["best_head"] < 0 else state["best_head"]
+        self.best_epoch = None if state["best_epoch"] < 0 else state["best_epoch"]
+        self.best_state = state["best_state"] or None
+
 
 def train_self_label(
     backbone,
@@ -227,6 +243,7 @@ def train_self_label(
     device,
     history=None,
     verbose=0,
+    checkpoint=None,
 ):
     """Train clustering heads on a frozen backbone and keep the best one.
 
@@ -254,6 +271,8 @@ def train_self_label(
         Receives per-epoch records.
     verbose : int, default=0
         Progress printing.
+    checkpoint : Checkpointer, optional
+        Resume from and save epoch-end checkpoints.
 
     Returns
     -------
@@ -280,7 +299,9 @@ def train_self_label(
         device=device,
     )
     opt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=0.0)
-    run_stage(stage, opt, epochs, history=history, verbose=verbose)
+    run_stage(
+        stage, opt, epochs, history=history, verbose=verbose, checkpoint=checkpoint
+    )
     for p in backbone.parameters():
         p.requires_grad_(True)
     head = heads.heads[stage.best_head]

@@ -151,6 +151,18 @@ class FixMatchStage(Stage):
         rate = sum(self._mask_rate) / max(1, len(self._mask_rate))
         return {"mask_rate": rate}
 
+    def state_dict(self):
+        return {
+            "network": self.network.state_dict(),
+            "ema": self.ema.state_dict(),
+            "n_updates": self.n_updates,
+        }
+
+    def load_state_dict(self, state):
+        self.network.load_state_dict(state["network"])
+        self.ema.load_state_dict(state["ema"])
+        self.n_updates = int(state["n_updates"])
+
 
 def train_semi(
     network,
@@ -170,6 +182,7 @@ def train_semi(
     device,
     history=None,
     verbose=0,
+    checkpoint=None,
 ):
     """Fine-tune backbone and head jointly with FixMatch; return the EMA model.
 
@@ -201,6 +214,8 @@ def train_semi(
         Receives per-epoch records.
     verbose : int, default=0
         Progress printing.
+    checkpoint : Checkpointer, optional
+        Resume from and save epoch-end checkpoints.
 
     Returns
     -------
@@ -237,5 +252,13 @@ def train_semi(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: math.cos(7 * math.pi * step / (16 * total))
     )
-    run_stage(stage, opt, epochs, scheduler=sched, history=history, verbose=verbose)
+    run_stage(
+        stage,
+        opt,
+        epochs,
+        scheduler=sched,
+        history=history,
+        verbose=verbose,
+        checkpoint=checkpoint,
+    )
     return stage.ema.eval()
