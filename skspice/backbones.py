@@ -18,6 +18,7 @@ __all__ = [
     "SmallCNN",
     "SmallResNet",
     "Standardize",
+    "StridedCNN",
     "build_backbone",
     "load_weights",
 ]
@@ -76,6 +77,41 @@ class SmallCNN(nn.Module):
             nn.Flatten(),
         )
         self.out_features = 2 * width
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class StridedCNN(nn.Module):
+    """A VGG-style CNN for 17-64 px images, sized for CPU training.
+
+    One 3x3 block at full resolution, then two blocks at half and two at a
+    quarter resolution (2x2 max-pools between), then global average pooling.
+    Pooling early keeps the cost per image about 2.5 times below
+    :class:`SmallResNet` at the same width.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels.
+    width : int, default=32
+        Channels of the first block; later blocks use 2x and 4x.
+    """
+
+    def __init__(self, in_channels, width=32):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(in_channels, width),
+            nn.MaxPool2d(2),
+            _conv_bn(width, 2 * width),
+            _conv_bn(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+            _conv_bn(2 * width, 4 * width),
+            _conv_bn(4 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.out_features = 4 * width
 
     def forward(self, x):
         return self.features(x)
@@ -220,12 +256,12 @@ def _auto_name(profile):
     if size <= 16:
         return "small_cnn"
     if size <= 64:
-        return "small_resnet"
+        return "strided_cnn"
     return "resnet18"
 
 
 #: Names accepted by ``backbone=`` besides any torchvision model name.
-BACKBONES = ("auto", "small_cnn", "small_resnet", "mlp")
+BACKBONES = ("auto", "small_cnn", "strided_cnn", "small_resnet", "mlp")
 
 
 def build_backbone(spec, profile):
@@ -235,7 +271,7 @@ def build_backbone(spec, profile):
     ----------
     spec : str or torch.nn.Module
         ``"auto"`` (chosen by input: :class:`MLP` for tabular rows,
-        :class:`SmallCNN` up to 16 px, :class:`SmallResNet` up to 64 px,
+        :class:`SmallCNN` up to 16 px, :class:`StridedCNN` up to 64 px,
         torchvision ``resnet18`` above), one of :data:`BACKBONES`, any
         torchvision classification model name (e.g. ``"resnet34"``), or a
         module mapping a batch to ``(batch, d)`` features. A module is used as
@@ -263,6 +299,8 @@ def build_backbone(spec, profile):
     c = profile.shape[0]
     if name == "small_cnn":
         return SmallCNN(c)
+    if name == "strided_cnn":
+        return StridedCNN(c)
     if name == "small_resnet":
         return SmallResNet(c)
     import torchvision

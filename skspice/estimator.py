@@ -132,7 +132,7 @@ class SPICEClustering(
         Number of clusters.
     backbone : str or torch.nn.Module, default="auto"
         Feature extractor. ``"auto"`` picks by input: an MLP for tabular rows,
-        ``"small_cnn"`` up to 16 px, ``"small_resnet"`` up to 64 px and
+        ``"small_cnn"`` up to 16 px, ``"strided_cnn"`` up to 64 px and
         torchvision's ``"resnet18"`` above. Any torchvision classification
         model name, or a module mapping ``(batch, C, H, W)`` images in [0, 1]
         (after standardisation) to ``(batch, d)`` features, is accepted; a

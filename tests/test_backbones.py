@@ -10,6 +10,7 @@ from skspice.backbones import (
     SmallCNN,
     SmallResNet,
     Standardize,
+    StridedCNN,
     build_backbone,
     load_weights,
 )
@@ -31,7 +32,7 @@ def _forward(module, profile, batch=3):
 
 
 @pytest.mark.parametrize(
-    "profile,cls", [(GRAY8, SmallCNN), (GRAY28, SmallResNet), (TAB, MLP)]
+    "profile,cls", [(GRAY8, SmallCNN), (GRAY28, StridedCNN), (TAB, MLP)]
 )
 def test_auto_picks_backbone_by_input(profile, cls):
     net = build_backbone("auto", profile)
@@ -44,10 +45,10 @@ def test_auto_picks_backbone_by_input(profile, cls):
     "shape,expected",
     [
         ((3, 16, 16), "SmallCNN"),
-        ((1, 17, 40), "SmallResNet"),
-        ((3, 64, 64), "SmallResNet"),
+        ((1, 17, 40), "StridedCNN"),
+        ((3, 64, 64), "StridedCNN"),
         ((3, 65, 65), "_TorchvisionTrunk"),
-        ((1, 200, 64), "SmallResNet"),  # the smaller side decides
+        ((1, 200, 64), "StridedCNN"),  # the smaller side decides
     ],
 )
 def test_auto_size_boundaries(shape, expected):
