@@ -1,5 +1,6 @@
 """The scikit-learn estimator: :class:`SPICEClustering`."""
 
+import contextlib
 import copy
 import hashlib
 import os
@@ -101,6 +102,20 @@ def _fingerprint(data, params):
         else:
             h.update(f"{key}={value!r}".encode())
     return h.hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _timed(seconds, name):
+    """Record the wall time of a block under ``seconds[name]``."""
+    start = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - start
+
+
+def _probabilities(network, data, device):
+    """Softmax cluster probabilities of ``network`` on ``data``, on the CPU."""
+    network.eval()
+    return apply_in_batches(lambda x: network(x).softmax(-1), data, 1024, device)
 
 
 def _auto_epochs(n_samples, sample_budget, lo, hi):
@@ -404,13 +419,14 @@ class SPICEClustering(
             ckpt.remove()
 
     def _fit(self, data, device, seed, ckpt):
-        profile, n, k = self._profile, data.shape[0], self.n_clusters
+        """SPICE, stage by stage; each stage's details live in its module."""
+        n, k = data.shape[0], self.n_clusters
         gen = torch.Generator().manual_seed(seed)
         device_gen = torch.Generator(device).manual_seed(seed + 1)
-        history, seconds = [], {}
         if ckpt is not None:
             ckpt.generators = [gen, device_gen]
-        common = dict(
+        history, seconds = [], {}
+        run = dict(
             checkpoint=ckpt,
             gen=gen,
             device_gen=device_gen,
@@ -418,53 +434,93 @@ class SPICEClustering(
             history=history,
             verbose=self.verbose,
         )
+        model, augmenter = self._build_feature_model(data, device)
 
-        # Standardisation fitted here travels with the model, so predict and
-        # transform take raw [0, 1] images like fit.
+        with _timed(seconds, "feature"):
+            self._train_features(model, data, augmenter, run)
+            model.eval()
+            features = apply_in_batches(model, data, 1024, device)
+            embedding = F.normalize(features, dim=1)
+
+        with _timed(seconds, "self-label"):
+            network, selected = self._train_heads(model, data, features, augmenter, run)
+            probs = _probabilities(network, data, device)
+            self_labels = probs.argmax(1).numpy()
+
+        with _timed(seconds, "semi"):
+            reliable = np.full(n, -1)
+            if self._semi_epochs(n) > 0:
+                reliable = self._reliable_labels(probs, embedding, seed)
+                network = self._train_semi(network, data, reliable, augmenter, run)
+                probs = _probabilities(network, data, device)
+
+        labels = probs.argmax(1).numpy()
+        if np.unique(labels).size < k:
+            warnings.warn(
+                f"only {np.unique(labels).size} of n_clusters={k} clusters received "
+                "samples; the data may hold fewer groups than requested, or "
+                "training collapsed (try more feature_epochs or a smaller "
+                "n_clusters).",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.network_ = network.cpu().eval()
+        self.embedding_ = embedding.numpy()
+        self.labels_ = labels
+        self.self_labels_ = self_labels
+        self.selected_head_ = selected
+        self.reliable_labels_ = reliable
+        self.reliable_mask_ = reliable >= 0
+        self.history_ = history
+        self.stage_seconds_ = seconds
+        self.n_features_out_ = int(features.shape[1])
+
+    def _build_feature_model(self, data, device):
+        """Backbone behind a standardisation fitted on ``data``, and augmenter."""
+        profile = self._profile
+        # Standardisation travels with the model, so predict and transform
+        # take raw [0, 1] images like fit.
         dims = (0, 2, 3) if profile.kind == "image" else (0,)
         mean, std = data.mean(dim=dims), data.std(dim=dims)
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
         view = (-1, 1, 1) if profile.kind == "image" else (-1,)
         standardize = Standardize(mean.view(view), std.view(view))
-        augmenter = make_augmenter(profile, mean, std)
-
-        backbone = build_backbone(
-            copy.deepcopy(self.backbone)
-            if isinstance(self.backbone, nn.Module)
-            else self.backbone,
-            profile,
-        )
+        spec = self.backbone
+        if isinstance(spec, nn.Module):
+            spec = copy.deepcopy(spec)  # never train the caller's module in place
+        backbone = build_backbone(spec, profile)
         if self.backbone_weights is not None:
             load_weights(backbone, self.backbone_weights)
         model = _FeatureModel(standardize, backbone).to(device)
+        return model, make_augmenter(profile, mean, std)
 
-        # Stage 1: contrastive feature learning.
-        start = time.perf_counter()
+    def _train_features(self, model, data, augmenter, run):
+        """Stage 1: MoCo v2 contrastive learning (skipped at 0 epochs)."""
+        n = data.shape[0]
         # Small data sets need many epochs; large ones at least ten.
         epochs = self._epochs(self.feature_epochs, n, max(300_000, 10 * n), 10, 300)
+        if epochs == 0:
+            return
         bs = self._batch_size(n)
-        if epochs > 0:
-            train_feature_model(
-                model,
-                data,
-                augmenter,
-                epochs=epochs,
-                batch_size=bs,
-                lr=self.feature_lr * bs / 256,
-                dim=128,
-                queue_size=min(16384, max(bs, n - n % bs)),
-                momentum=0.99,
-                temperature=self.temperature,
-                **common,
-            )
-        model.eval()
-        features = apply_in_batches(model, data, 1024, device)
-        embedding = F.normalize(features, dim=1)
-        seconds["feature"] = time.perf_counter() - start
+        train_feature_model(
+            model,
+            data,
+            augmenter,
+            epochs=epochs,
+            batch_size=bs,
+            lr=self.feature_lr * bs / 256,
+            dim=128,
+            # The queue never holds more keys than the data set has images.
+            queue_size=min(16384, max(bs, n - n % bs)),
+            momentum=0.99,
+            temperature=self.temperature,
+            **run,
+        )
 
-        # Stage 2: SPICE-Self.
-        start = time.perf_counter()
-        head, self.selected_head_ = train_self_label(
+    def _train_heads(self, model, data, features, augmenter, run):
+        """Stage 2: SPICE-Self; returns backbone + selected head, and its info."""
+        n, k = data.shape[0], self.n_clusters
+        head, selected = train_self_label(
             model,
             data,
             features,
@@ -477,68 +533,46 @@ class SPICEClustering(
             batch_size=128,
             n_repeat=8,
             center_ratio=0.5,
-            **common,
+            **run,
         )
-        network = nn.Sequential(model, head).eval()
-        probs = apply_in_batches(lambda x: network(x).softmax(-1), data, 1024, device)
-        self.self_labels_ = probs.argmax(1).numpy()
-        seconds["self-label"] = time.perf_counter() - start
+        return nn.Sequential(model, head).eval(), selected
 
-        # Stage 3: reliable pseudo-labels, then SPICE-Semi.
-        start = time.perf_counter()
-        reliable = np.full(n, -1)
-        epochs = self._epochs(self.semi_epochs, n, 50_000, 1, 50)
-        if epochs > 0:
-            n_neighbors = (
-                max(5, min(100, n // (4 * k)))
-                if self.n_neighbors == "auto"
-                else self.n_neighbors
-            )
-            neighbors = knn_indices(embedding, min(n_neighbors, n))
-            reliable = reliable_pseudo_labels(
-                probs,
-                neighbors,
-                confidence=self.confidence_threshold,
-                consistency=self.consistency_ratio,
-                min_per_cluster=max(1, n // (20 * k)),
-                random_state=seed,
-            )
-            network = train_semi(
-                network.to(device),
-                data,
-                reliable,
-                augmenter,
-                epochs=epochs,
-                lr=self.semi_lr,
-                batch_size=min(bs * 2, n),
-                unlabeled_ratio=7,
-                threshold=self.fixmatch_threshold,
-                lambda_u=1.0,
-                ema_decay=0.999,
-                **common,
-            )
-            probs = apply_in_batches(
-                lambda x: network(x).softmax(-1), data, 1024, device
-            )
-        seconds["semi"] = time.perf_counter() - start
+    def _reliable_labels(self, probs, embedding, seed):
+        """Confident samples that agree with their neighbours, balanced."""
+        n, k = probs.shape
+        n_neighbors = self.n_neighbors
+        if n_neighbors == "auto":
+            n_neighbors = max(5, min(100, n // (4 * k)))
+        neighbors = knn_indices(embedding, min(n_neighbors, n))
+        return reliable_pseudo_labels(
+            probs,
+            neighbors,
+            confidence=self.confidence_threshold,
+            consistency=self.consistency_ratio,
+            min_per_cluster=max(1, n // (20 * k)),
+            random_state=seed,
+        )
 
-        used = np.unique(probs.argmax(1).numpy()).size
-        if used < k:
-            warnings.warn(
-                f"only {used} of n_clusters={k} clusters received samples; the data "
-                "may hold fewer groups than requested, or training collapsed (try "
-                "more feature_epochs or a smaller n_clusters).",
-                UserWarning,
-                stacklevel=3,
-            )
-        self.network_ = network.cpu().eval()
-        self.embedding_ = embedding.numpy()
-        self.labels_ = probs.argmax(1).numpy()
-        self.reliable_labels_ = reliable
-        self.reliable_mask_ = reliable >= 0
-        self.history_ = history
-        self.stage_seconds_ = seconds
-        self.n_features_out_ = int(features.shape[1])
+    def _semi_epochs(self, n):
+        return self._epochs(self.semi_epochs, n, 50_000, 1, 50)
+
+    def _train_semi(self, network, data, reliable, augmenter, run):
+        """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""
+        n = data.shape[0]
+        return train_semi(
+            network.to(run["device"]),
+            data,
+            reliable,
+            augmenter,
+            epochs=self._semi_epochs(n),
+            lr=self.semi_lr,
+            batch_size=min(2 * self._batch_size(n), n),
+            unlabeled_ratio=7,
+            threshold=self.fixmatch_threshold,
+            lambda_u=1.0,
+            ema_decay=0.999,
+            **run,
+        )
 
     @property
     def _n_features_out(self):

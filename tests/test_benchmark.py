@@ -315,3 +315,34 @@ def test_render_section_skipped_semi(real_run):
     assert "Stage 3 was skipped" in section
     assert "![Random samples of each SPICE cluster](img/x.png)" in section
     assert run.render_markdown(results) in section
+
+
+# ----------------------------------------------------------------- slow runs
+# Full benchmark runs with default parameters; minutes each on a 2-core CPU.
+# Run with ``python -m pytest -m slow``.
+
+
+@pytest.mark.slow
+def test_digits_defaults_reach_readme_accuracy(tmp_path):
+    results = run.main(["--dataset", "digits", "--out-dir", str(tmp_path)])
+    spice = results["methods"]["spice"]
+    kmeans = results["methods"]["kmeans"]
+    assert spice["scores"]["acc"] >= 0.95
+    assert spice["scores"]["acc"] > kmeans["scores"]["acc"]
+    stage_acc = [stage["scores"]["acc"] for stage in spice["stages"]]
+    # SPICE-Self beats KMeans on the stage-1 features; SPICE-Semi beats both.
+    assert stage_acc[0] < stage_acc[1] < stage_acc[2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="needs Debian's dataset-fashion-mnist",
+)
+def test_fashion_mnist_subset_beats_kmeans(tmp_path):
+    args = ["--dataset", "fashion-mnist", "--n-samples", "5000"]
+    results = run.main(args + ["--out-dir", str(tmp_path)])
+    spice = results["methods"]["spice"]
+    kmeans = results["methods"]["kmeans"]
+    assert spice["scores"]["acc"] > kmeans["scores"]["acc"] + 0.05
+    assert spice["peak_rss_mib"] < 4096
