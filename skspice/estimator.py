@@ -89,7 +89,7 @@ def _resolve_device(device, for_inference=False):
 def _fingerprint(data, params):
     """Hash of the training data and the parameters that shape a fit."""
     h = hashlib.sha256()
-    h.update(data.numpy().tobytes())
+    h.update(data.contiguous().numpy())  # hashed in place, no byte copy
     h.update(str(tuple(data.shape)).encode())
     for key in sorted(params):
         if key in ("verbose", "checkpoint_dir"):
@@ -98,7 +98,7 @@ def _fingerprint(data, params):
         if isinstance(value, nn.Module):
             h.update(repr(value).encode())
             for t in value.state_dict().values():
-                h.update(t.detach().cpu().numpy().tobytes())
+                h.update(t.detach().cpu().contiguous().numpy())
         else:
             h.update(f"{key}={value!r}".encode())
     return h.hexdigest()[:20]
