@@ -14,8 +14,8 @@ Three views serve the three SPICE stages:
 * ``strong`` (stages 2 and 3): RandAugment-style random operations + cutout.
 
 Strengths scale with image size (tiny images cannot survive a 20 % crop).
-Horizontal flips are used for colour images only: for grayscale sets such as
-handwriting, flipping changes meaning.
+By default horizontal flips are used for colour images only: for grayscale
+sets such as handwriting, flipping changes meaning (``flip=True`` opts in).
 """
 
 import math
@@ -228,8 +228,11 @@ class ImageAugmenter:
     image_size : int
         Smaller side of the images; sets the strength of crops and shifts.
     channels : int
-        1 (grayscale) or 3 (RGB); colour images also get flips, saturation and
+        1 (grayscale) or 3 (RGB); colour images also get saturation and
         grayscale changes.
+    flip : bool, optional
+        Mirror half of the images horizontally in every view. ``None`` flips
+        colour images only (see the module notes).
     """
 
     #: Photometric operations of the strong view, drawn with replacement.
@@ -244,14 +247,15 @@ class ImageAugmenter:
         "saturation",
     )
 
-    def __init__(self, image_size, channels):
+    def __init__(self, image_size, channels, flip=None):
         self.image_size = int(image_size)
         self.channels = int(channels)
-        self.flip = channels == 3
+        self.flip = self.channels == 3 if flip is None else bool(flip)
         self.tiny = self.image_size <= 16
 
     def contrastive(self, x, gen):
-        """MoCo v2-style view: resized crop / affine warp, colour jitter, blur.
+        """MoCo v2-style view: resized crop and colour jitter, then blur (or,
+        for images up to 16 px, an affine warp, jitter and cutout).
 
         Parameters
         ----------
@@ -289,11 +293,16 @@ class ImageAugmenter:
         if self.channels == 3:
             gray = torch.rand(b, generator=gen, device=dev) < 0.2
             x = _where(gray, _gray(x).expand_as(x), x)
-        if not self.tiny:
-            blur = torch.rand(b, generator=gen, device=dev) < 0.5
-            sigma = _uniform(gen, b, 0.1, 0.08 * self.image_size / 2, dev)
-            x = _where(blur, gaussian_blur(x, sigma), x)
-        return cutout(x, gen, 0.4)
+        if self.tiny:
+            # Warps of an 8 px image change little; cutout adds the occlusion
+            # that crops give larger images.
+            return cutout(x, gen, 0.4)
+        # Larger images: MoCo v2's recipe, blur and no cutout. Cutout on top of
+        # a resized crop hid the shape cues of 28 px clothing (stage-1 KMeans
+        # accuracy 0.52 with it, 0.62 without, 20,000 Fashion-MNIST images).
+        blur = torch.rand(b, generator=gen, device=dev) < 0.5
+        sigma = _uniform(gen, b, 0.1, 0.08 * self.image_size / 2, dev)
+        return _where(blur, gaussian_blur(x, sigma), x)
 
     def weak(self, x, gen):
         """Small random shift (about 1/8 of the side), plus flips for colour.
@@ -385,7 +394,7 @@ class TabularAugmenter:
         return self._view(x, gen, 0.3, 0.3)
 
 
-def make_augmenter(profile, mean=None, std=None):
+def make_augmenter(profile, mean=None, std=None, flip=None):
     """Build the augmenter suited to an input profile.
 
     Parameters
@@ -394,6 +403,9 @@ def make_augmenter(profile, mean=None, std=None):
         Validated input description.
     mean, std : torch.Tensor, optional
         Per-feature statistics, needed for tabular data.
+    flip : bool, optional
+        Horizontal flips for images (``None``: colour images only); ignored
+        for tabular data.
 
     Returns
     -------
@@ -401,4 +413,4 @@ def make_augmenter(profile, mean=None, std=None):
     """
     if profile.kind == "tabular":
         return TabularAugmenter(mean, std)
-    return ImageAugmenter(profile.image_size, profile.shape[0])
+    return ImageAugmenter(profile.image_size, profile.shape[0], flip=flip)

@@ -160,6 +160,12 @@ class SPICEClustering(
     image_shape : tuple of int, default=None
         ``(H, W)`` or ``(H, W, C)``: read 2-D input rows as flattened images.
         With ``None``, 2-D input is tabular and 3-D/4-D input is images.
+    horizontal_flip : bool or "auto", default="auto"
+        Mirror images in the augmentations of all stages. ``"auto"`` flips
+        colour images only: mirroring is harmless for photographs but changes
+        meaning for handwriting and other grayscale symbols (on 28 px digits
+        it cut accuracy from 0.95 to 0.79). Set ``True`` for grayscale data
+        whose classes are mirror-symmetric, such as clothing or objects.
     feature_epochs : int or "auto", default="auto"
         MoCo epochs; 0 skips stage 1. ``"auto"`` visits about
         ``max(300,000, 10 * n_samples)`` samples (between 10 and 300 epochs:
@@ -264,6 +270,7 @@ class SPICEClustering(
         "backbone": [str, nn.Module],
         "backbone_weights": [str, os.PathLike, None],
         "image_shape": [tuple, list, None],
+        "horizontal_flip": ["boolean", StrOptions({"auto"})],
         "feature_epochs": [
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
@@ -305,6 +312,7 @@ class SPICEClustering(
         backbone="auto",
         backbone_weights=None,
         image_shape=None,
+        horizontal_flip="auto",
         feature_epochs="auto",
         self_epochs="auto",
         semi_epochs="auto",
@@ -327,6 +335,7 @@ class SPICEClustering(
         self.backbone = backbone
         self.backbone_weights = backbone_weights
         self.image_shape = image_shape
+        self.horizontal_flip = horizontal_flip
         self.feature_epochs = feature_epochs
         self.self_epochs = self_epochs
         self.semi_epochs = semi_epochs
@@ -492,7 +501,12 @@ class SPICEClustering(
         if self.backbone_weights is not None:
             load_weights(backbone, self.backbone_weights)
         model = _FeatureModel(standardize, backbone).to(device)
-        return model, make_augmenter(profile, mean, std)
+        if profile.kind == "image":
+            # NHWC convolutions are about 20 % faster on CPUs (oneDNN) and on
+            # tensor-core GPUs; the input needs no conversion.
+            model = model.to(memory_format=torch.channels_last)
+        flip = None if self.horizontal_flip == "auto" else self.horizontal_flip
+        return model, make_augmenter(profile, mean, std, flip=flip)
 
     def _train_features(self, model, data, augmenter, run):
         """Stage 1: MoCo v2 contrastive learning (skipped at 0 epochs)."""

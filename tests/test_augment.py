@@ -64,16 +64,24 @@ def test_views_differ_per_image_in_batch():
     assert not torch.allclose(y[0], y[1])
 
 
-@pytest.mark.parametrize("view", ["contrastive", "strong"])
-def test_view_applies_cutout(view):
+@pytest.mark.parametrize(
+    "view, size, has_cutout",
+    [("contrastive", 8, True), ("contrastive", 32, False), ("strong", 32, True)],
+)
+def test_view_applies_cutout(view, size, has_cutout):
     # On mid-gray images the warps only zero pixels near the border and the
     # colour operations never reach exactly 0, so zeros in the centre come
-    # from cutout alone.
-    aug = ImageAugmenter(32, 3)
-    y = getattr(aug, view)(torch.full((64, 3, 32, 32), 0.5), _gen(0))
-    centre = y[:, :, 12:20, 12:20]
+    # from cutout alone. The contrastive view of images over 16 px follows
+    # MoCo v2 (crop, jitter, blur) without cutout.
+    aug = ImageAugmenter(size, 3)
+    y = getattr(aug, view)(torch.full((64, 3, size, size), 0.5), _gen(0))
+    lo, hi = 3 * size // 8, 5 * size // 8
+    centre = y[:, :, lo:hi, lo:hi]
     hit = (centre == 0).all(dim=1).flatten(1).any(dim=1)
-    assert 0 < int(hit.sum()) < 64
+    if has_cutout:
+        assert 0 < int(hit.sum()) < 64
+    else:
+        assert int(hit.sum()) == 0
 
 
 def test_strong_with_more_ops_still_in_range():
@@ -305,3 +313,15 @@ def test_make_augmenter_dispatch():
 
     rgb = make_augmenter(InputProfile("image", (3, 32, 24)))
     assert (rgb.image_size, rgb.channels, rgb.flip) == (24, 3, True)
+
+    assert make_augmenter(InputProfile("image", (1, 28, 28)), flip=True).flip
+    assert not make_augmenter(InputProfile("image", (3, 32, 32)), flip=False).flip
+
+
+def test_gray_weak_view_flips_when_asked():
+    # Same left-heavy images as above: with flip=True about half move right.
+    x = torch.zeros(64, 1, 8, 8)
+    x[..., :, :2] = 1.0
+    y = ImageAugmenter(8, 1, flip=True).weak(x, _gen(0))
+    right = y[..., :, 4:].sum(dim=(1, 2, 3)) > y[..., :, :4].sum(dim=(1, 2, 3))
+    assert 16 <= int(right.sum()) <= 48

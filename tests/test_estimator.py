@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from params import quick_params
 from PIL import Image
 
 from skspice import SPICEClustering
@@ -9,15 +10,7 @@ from skspice.datasets import load_digits_images
 from skspice.metrics import cluster_accuracy
 
 # Few epochs, small batches: every fit below takes a few seconds on a CPU.
-TINY = dict(
-    feature_epochs=2,
-    self_epochs=1,
-    semi_epochs=1,
-    batch_size=32,
-    n_heads=2,
-    random_state=0,
-    device="cpu",
-)
+TINY = quick_params(feature_epochs=2, batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +133,30 @@ def test_skipping_stages(digits):
     assert not est.reliable_mask_.any()
     # Without stage 3 the final labels are SPICE-Self's.
     np.testing.assert_array_equal(est.labels_, est.self_labels_)
+
+
+def test_conv_weights_are_channels_last(fitted):
+    import torch
+
+    convs = [
+        m.weight for m in fitted.network_.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    assert convs
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+
+
+def test_horizontal_flip_option(digits):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=1, semi_epochs=0)
+    emb = {
+        flip: SPICEClustering(n_clusters=3, horizontal_flip=flip, **params)
+        .fit(X[:64])
+        .embedding_
+        for flip in ("auto", False, True)
+    }
+    # Grayscale input: "auto" means no flips; True changes the training views.
+    np.testing.assert_array_equal(emb["auto"], emb[False])
+    assert not np.allclose(emb["auto"], emb[True])
 
 
 def test_custom_backbone_module_is_not_trained_in_place(digits):

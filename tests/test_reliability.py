@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from params import quick_params
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -19,15 +20,7 @@ import skspice.estimator as estimator_module
 from skspice import SPICEClustering
 from skspice.datasets import load_digits_images
 
-TINY = dict(
-    feature_epochs=1,
-    self_epochs=1,
-    semi_epochs=1,
-    batch_size=16,
-    n_heads=2,
-    random_state=0,
-    device="cpu",
-)
+TINY = quick_params()
 
 
 def _images(n=30, size=8, seed=0):
@@ -194,16 +187,7 @@ def test_keyboard_interrupt_leaves_estimator_unfitted(monkeypatch):
 
 
 # ----------------------------------------------------------- checkpoint/resume
-RESUME = dict(
-    n_clusters=10,
-    feature_epochs=10,
-    self_epochs=1,
-    semi_epochs=1,
-    batch_size=32,
-    n_heads=2,
-    random_state=0,
-    device="cpu",
-)
+RESUME = quick_params(n_clusters=10, feature_epochs=10, batch_size=32)
 N_RESUME = 200
 
 

@@ -7,6 +7,7 @@ import pickle
 import joblib
 import numpy as np
 import pytest
+from params import quick_params
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score, make_scorer
 from sklearn.model_selection import GridSearchCV
@@ -17,16 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skspice import SPICEClustering
 from skspice.datasets import load_digits_images
 
-FAST = dict(
-    n_clusters=3,
-    feature_epochs=1,
-    self_epochs=1,
-    semi_epochs=1,
-    batch_size=16,
-    n_heads=2,
-    random_state=0,
-    device="cpu",
-)
+FAST = quick_params(n_clusters=3)
 
 # These common checks force ``n_clusters=1`` on the estimator. SPICE needs at
 # least two clusters (prototype pseudo-labels and reliable labels are
