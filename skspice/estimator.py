@@ -464,9 +464,10 @@ class SPICEClustering(
                 probs = _probabilities(network, data, device)
 
         labels = probs.argmax(1).numpy()
-        if np.unique(labels).size < k:
+        used = np.unique(labels).size
+        if used < k:
             warnings.warn(
-                f"only {np.unique(labels).size} of n_clusters={k} clusters received "
+                f"only {used} of n_clusters={k} clusters received "
                 "samples; the data may hold fewer groups than requested, or "
                 "training collapsed (try more feature_epochs or a smaller "
                 "n_clusters).",

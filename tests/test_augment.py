@@ -319,7 +319,8 @@ def test_make_augmenter_dispatch():
 
 
 def test_gray_weak_view_flips_when_asked():
-    # Same left-heavy images as above: with flip=True about half move right.
+    # The left-heavy images of test_gray_weak_view_never_flips: with
+    # flip=True about half of them end up heavier on the right.
     x = torch.zeros(64, 1, 8, 8)
     x[..., :, :2] = 1.0
     y = ImageAugmenter(8, 1, flip=True).weak(x, _gen(0))

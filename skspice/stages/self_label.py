@@ -19,8 +19,6 @@ Deviations from the reference code, both deliberate:
   ``model.train()`` on the frozen backbone).
 """
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -236,7 +234,8 @@ class SelfLabelStage(Stage):
         if float(losses[best]) < self.best_loss:
             self.best_loss = float(losses[best])
             self.best_head, self.best_epoch = best, epoch + 1
-            self.best_state = copy.deepcopy(self.heads.head(best).state_dict())
+            # head() already returns a detached copy: no second copy needed.
+            self.best_state = self.heads.head(best).state_dict()
         return {"best_head_loss": float(losses[best]), "best_head": best}
 
     def state_dict(self):
