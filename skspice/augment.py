@@ -9,7 +9,8 @@ passed in, so a fixed seed gives the same views.
 
 Three views serve the three SPICE stages:
 
-* ``contrastive`` (stage 1, MoCo v2): strong crop/affine + colour changes.
+* ``contrastive`` (stage 1, MoCo v2): strong crop/affine + colour changes
+  (brightness, contrast, saturation, hue, random grayscale).
 * ``weak`` (stages 2 and 3): small shifts (and flips for colour images).
 * ``strong`` (stages 2 and 3): RandAugment-style random operations + cutout.
 
@@ -134,6 +135,54 @@ def adjust_saturation(x, factor):
     return x if x.shape[1] == 1 else _blend(x, _gray(x).expand_as(x), factor)
 
 
+# RGB <-> YIQ: hue is the angle in the (I, Q) plane, luminance is Y.
+_RGB_TO_YIQ = (
+    (0.299, 0.587, 0.114),
+    (0.596, -0.274, -0.322),
+    (0.211, -0.523, 0.312),
+)
+
+
+def adjust_hue(x, shift):
+    """Rotate each image's hues by ``shift`` turns (one per image).
+
+    A rotation of the chroma plane in YIQ space: luminance is kept (up to
+    clipping to [0, 1] for saturated colours) and gray pixels (R = G = B) are
+    left unchanged. One channel images are returned as they are.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Images in [0, 1].
+    shift : torch.Tensor of shape (B,)
+        Hue shifts in turns (0.5 swaps opposite hues).
+
+    Returns
+    -------
+    torch.Tensor
+        Images in [0, 1].
+    """
+    if x.shape[1] == 1:
+        return x
+    to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float32, device=x.device)
+    to_rgb = torch.linalg.inv(to_yiq)
+    # Negative angle in (I, Q): positive shifts go red -> yellow -> green, as
+    # in HSV and torchvision's adjust_hue.
+    angle = -2 * math.pi * shift.to(device=x.device, dtype=torch.float32)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rot = torch.stack(
+        [
+            torch.stack([one, zero, zero], 1),
+            torch.stack([zero, cos, -sin], 1),
+            torch.stack([zero, sin, cos], 1),
+        ],
+        1,
+    )  # (B, 3, 3)
+    mix = (to_rgb @ rot @ to_yiq).to(x.dtype)
+    return torch.einsum("bij,bjhw->bihw", mix, x).clamp(0, 1)
+
+
 def adjust_sharpness(x, factor):
     """Blend with a 3x3 smoothed copy (``factor`` > 1 sharpens)."""
     c = x.shape[1]
@@ -254,8 +303,9 @@ class ImageAugmenter:
         self.tiny = self.image_size <= 16
 
     def contrastive(self, x, gen):
-        """MoCo v2-style view: resized crop and colour jitter, then blur (or,
-        for images up to 16 px, an affine warp, jitter and cutout).
+        """MoCo v2-style view: resized crop and colour jitter (with hue and
+        random grayscale for colour images), then blur (or, for images up to
+        16 px, an affine warp, jitter and cutout).
 
         Parameters
         ----------
@@ -289,6 +339,9 @@ class ImageAugmenter:
         y = adjust_brightness(x, _uniform(gen, b, 0.6, 1.4, dev))
         y = adjust_contrast(y, _uniform(gen, b, 0.6, 1.4, dev))
         y = adjust_saturation(y, _uniform(gen, b, 0.6, 1.4, dev))
+        if self.channels == 3:
+            # MoCo v2's hue jitter (0.1 turn): the same object in other colours.
+            y = adjust_hue(y, _uniform(gen, b, -0.1, 0.1, dev))
         x = _where(jitter, y, x)
         if self.channels == 3:
             gray = torch.rand(b, generator=gen, device=dev) < 0.2

@@ -6,6 +6,7 @@ import torch
 from skspice.augment import (
     ImageAugmenter,
     TabularAugmenter,
+    adjust_hue,
     autocontrast,
     cutout,
     gaussian_blur,
@@ -326,3 +327,152 @@ def test_gray_weak_view_flips_when_asked():
     y = ImageAugmenter(8, 1, flip=True).weak(x, _gen(0))
     right = y[..., :, 4:].sum(dim=(1, 2, 3)) > y[..., :, :4].sum(dim=(1, 2, 3))
     assert 16 <= int(right.sum()) <= 48
+
+
+# ---------------------------------------------------------------------------
+# adjust_hue and the colour contrastive view
+# ---------------------------------------------------------------------------
+
+
+def _luma(x):
+    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * w).sum(1)
+
+
+def test_adjust_hue_keeps_shape_and_range():
+    x = _images(16, 3, 6)
+    x[:, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # saturated colours clip
+    x[:, :, 0, 1] = torch.tensor([0.0, 0.0, 1.0])
+    shift = torch.linspace(-1.0, 1.0, 16)
+    y = adjust_hue(x, shift)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.isfinite(y).all()
+    assert y.min() >= 0.0 and y.max() <= 1.0
+
+
+@pytest.mark.parametrize("turns", [0.0, 1.0, -1.0])
+def test_adjust_hue_zero_or_full_turn_is_identity(turns):
+    x = _images(4, 3, 5)
+    y = adjust_hue(x, torch.full((4,), turns))
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+
+
+def test_adjust_hue_leaves_gray_pixels_unchanged():
+    x = _images(5, 1, 6).expand(5, 3, 6, 6)
+    y = adjust_hue(x, torch.tensor([0.1, 0.25, 0.5, 0.73, -0.4]))
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+
+
+def test_adjust_hue_one_channel_returned_as_is():
+    x = _images(3, 1, 5)
+    assert adjust_hue(x, torch.tensor([0.1, 0.2, 0.3])) is x
+
+
+def test_adjust_hue_changes_colours():
+    x = 0.3 + 0.4 * _images(4, 3, 5)
+    y = adjust_hue(x, torch.full((4,), 0.25))
+    assert (y - x).abs().amax(dim=(1, 2, 3)).min() > 0.05
+
+
+def test_adjust_hue_half_turn_swaps_red_and_cyan():
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    y = adjust_hue(red, torch.tensor([0.5]))[0, :, 0, 0]
+    # Red goes to its opposite hue (clipped to the cube): G = B > R.
+    assert y[1].item() == pytest.approx(y[2].item(), abs=1e-5)
+    assert y[1] > y[0] + 0.3
+
+
+def test_adjust_hue_uses_each_images_own_shift():
+    x = _images(6, 3, 5)
+    shift = torch.tensor([0.0, 0.05, -0.1, 0.3, 0.5, -0.45])
+    batch = adjust_hue(x, shift)
+    for i in range(6):
+        alone = adjust_hue(x[i : i + 1], shift[i : i + 1])
+        torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-6, rtol=0)
+    # The same image with different shifts comes out differently.
+    same = adjust_hue(x[:1].repeat(3, 1, 1, 1), torch.tensor([0.1, 0.2, 0.3]))
+    assert not torch.allclose(same[0], same[1], atol=1e-3)
+    assert not torch.allclose(same[1], same[2], atol=1e-3)
+
+
+def test_adjust_hue_composes_and_inverts():
+    x = 0.35 + 0.3 * _images(3, 3, 5)  # well inside the cube: no clipping
+    a = torch.tensor([0.1, -0.2, 0.3])
+    b = torch.tensor([0.15, 0.05, -0.1])
+    twice = adjust_hue(adjust_hue(x, a), b)
+    torch.testing.assert_close(twice, adjust_hue(x, a + b), atol=1e-5, rtol=0)
+    torch.testing.assert_close(adjust_hue(adjust_hue(x, a), -a), x, atol=1e-5, rtol=0)
+
+
+def test_adjust_hue_preserves_luminance_inside_the_cube():
+    x = 0.4 + 0.2 * _images(8, 3, 6)
+    shift = torch.linspace(-0.5, 0.5, 8)
+    y = adjust_hue(x, shift)
+    assert not torch.allclose(y, x, atol=1e-3)
+    torch.testing.assert_close(_luma(y), _luma(x), atol=1e-5, rtol=0)
+
+
+def test_adjust_hue_keeps_float64():
+    x = _images(2, 3, 4).double()
+    y = adjust_hue(x, torch.tensor([0.1, 0.2]))
+    assert y.dtype == torch.float64
+
+
+def test_colour_contrastive_view_is_seeded_and_in_range():
+    aug = ImageAugmenter(image_size=28, channels=3)
+    x = _images(6, 3, 28)
+    a = aug.contrastive(x, _gen(7))
+    b = aug.contrastive(x, _gen(7))
+    c = aug.contrastive(x, _gen(8))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, c)
+    for y in (a, c):
+        assert y.shape == x.shape
+        assert torch.isfinite(y).all()
+        assert y.min() >= 0.0 and y.max() <= 1.0
+
+
+def test_colour_contrastive_view_shifts_hues_by_at_most_a_tenth(monkeypatch):
+    import skspice.augment as augment
+
+    shifts = []
+
+    def spy(x, shift):
+        shifts.append(shift.clone())
+        return adjust_hue(x, shift)
+
+    monkeypatch.setattr(augment, "adjust_hue", spy)
+    x = _images(64, 3, 28)
+    y = augment.ImageAugmenter(28, 3).contrastive(x, _gen(0))
+    assert len(shifts) == 1
+    (shift,) = shifts
+    assert shift.shape == (64,)
+    assert shift.abs().max() <= 0.1
+    assert shift.min() < -0.03 and shift.max() > 0.03  # both directions
+    assert len(shift.unique()) == 64  # one shift per image
+    assert y.min() >= 0.0 and y.max() <= 1.0
+
+
+def test_colour_contrastive_view_applies_hue(monkeypatch):
+    # Without the hue rotation (same random draws) the views differ.
+    import skspice.augment as augment
+
+    aug = augment.ImageAugmenter(28, 3)
+    x = _images(8, 3, 28)
+    with_hue = aug.contrastive(x, _gen(3))
+    monkeypatch.setattr(augment, "adjust_hue", lambda x, shift: x)
+    without = aug.contrastive(x, _gen(3))
+    assert with_hue.shape == without.shape
+    assert not torch.allclose(with_hue, without, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_gray_contrastive_view_skips_hue(monkeypatch, size):
+    import skspice.augment as augment
+
+    calls = []
+    monkeypatch.setattr(
+        augment, "adjust_hue", lambda x, shift: calls.append(shift) or x
+    )
+    augment.ImageAugmenter(size, 1).contrastive(_images(4, 1, size), _gen(0))
+    assert calls == []

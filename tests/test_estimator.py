@@ -188,3 +188,74 @@ def test_end_to_end_accuracy_above_chance(n_train):
     acc = cluster_accuracy(y, est.labels_)
     assert acc > 0.5, acc
     assert cluster_accuracy(y, est.self_labels_) > 0.4
+
+
+def _noise_photos(n, seed=0):
+    """Colour 'photographs': smooth random textures with no flat border."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(size=(n, 4, 4, 3))
+    return np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2).astype(np.float32)
+
+
+def test_contrast_normalization_auto_resolution(digits):
+    from skspice.synthetic import random_colors
+
+    X, _ = digits
+    params = dict(TINY, feature_epochs=1, semi_epochs=0)
+    gray = SPICEClustering(n_clusters=3, **params).fit(X[:64])
+    assert gray.contrast_normalization_ and not gray.horizontal_flip_
+    colour = SPICEClustering(n_clusters=3, **params).fit(random_colors(X[:64], 0))
+    # Flat backgrounds in colour: contrast maps (one channel), no flips.
+    assert colour.contrast_normalization_ and not colour.horizontal_flip_
+    assert colour.network_[0].standardize.mean.shape[0] == 1
+    photos = SPICEClustering(n_clusters=3, **params).fit(_noise_photos(64))
+    # Photographs keep their colours and get flips.
+    assert not photos.contrast_normalization_ and photos.horizontal_flip_
+    assert photos.network_[0].standardize.mean.shape[0] == 3
+    rows = SPICEClustering(n_clusters=3, **params).fit(X[:64].reshape(64, -1))
+    assert not rows.contrast_normalization_ and not rows.horizontal_flip_
+
+
+def test_contrast_normalization_ignores_colours_in_predict(digits):
+    from skspice.synthetic import random_colors, random_polarity
+
+    X, _ = digits
+    est = SPICEClustering(n_clusters=5, **TINY).fit(random_colors(X[:100], 0))
+    # The same shapes in other colours, or inverted, get the same clusters and
+    # (nearly) the same features: colour and polarity are normalised away.
+    base = est.transform(random_colors(X[:40], 1))
+    for variant in (
+        random_colors(X[:40], 2),
+        random_colors(random_polarity(X[:40], 3, p=1.0), 4),
+    ):
+        np.testing.assert_allclose(est.transform(variant), base, atol=0.05)
+    np.testing.assert_array_equal(
+        est.predict(random_colors(X[:40], 5)), est.predict(random_colors(X[:40], 6))
+    )
+
+
+def test_contrast_normalization_off_keeps_colour_channels(digits):
+    from skspice.synthetic import random_colors
+
+    X, _ = digits
+    params = dict(TINY, feature_epochs=1, semi_epochs=0)
+    est = SPICEClustering(n_clusters=3, contrast_normalization=False, **params)
+    est.fit(random_colors(X[:64], 0))
+    assert not est.contrast_normalization_
+    assert est.network_[0].standardize.mean.shape[0] == 3
+    forced = SPICEClustering(n_clusters=3, contrast_normalization=True, **params)
+    assert forced.fit(_noise_photos(64)).contrast_normalization_
+
+
+def test_prototype_space_option(digits):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=1, semi_epochs=0)
+    emb = SPICEClustering(n_clusters=4, **params).fit(X[:80])
+    spec = SPICEClustering(n_clusters=4, prototype_space="spectral", **params)
+    spec.fit(X[:80])
+    # Same features (stage 1 is identical), different prototypes in stage 2.
+    np.testing.assert_array_equal(spec.embedding_, emb.embedding_)
+    assert not np.array_equal(spec.self_labels_, emb.self_labels_)
+    # Too few samples for a graph: falls back to the embedding, no error.
+    tiny = SPICEClustering(n_clusters=4, prototype_space="spectral", **params)
+    assert tiny.fit(X[:5]).labels_.shape == (5,)

@@ -10,6 +10,7 @@ from skspice.pseudo_labels import (
     knn_indices,
     prototype_pseudo_labels,
     reliable_pseudo_labels,
+    spectral_coordinates,
 )
 
 # ---------------------------------------------------------------------------
@@ -379,3 +380,65 @@ def test_reliable_no_warning_when_all_clusters_have_samples(recwarn):
     _, probs, neighbors = _unbalanced_case()
     reliable_pseudo_labels(probs, neighbors, random_state=0)
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+# ---------------------------------------------------------------- spectral
+
+
+def _two_rings(n_per_ring=150, seed=0):
+    """Two concentric circles in 2-D, padded to 4-D and L2-normalised after a
+    shift, so that centroids cannot separate them but a neighbour graph can."""
+    rng = np.random.default_rng(seed)
+    angles = rng.uniform(0, 2 * np.pi, size=2 * n_per_ring)
+    radius = np.repeat([1.0, 3.0], n_per_ring)
+    xy = np.stack([radius * np.cos(angles), radius * np.sin(angles)], 1)
+    xy += rng.normal(scale=0.05, size=xy.shape)
+    # Embed in 3-D on the unit sphere's cap: the rings stay rings.
+    pts = np.concatenate([xy, np.full((len(xy), 1), 10.0)], 1)
+    y = np.repeat([0, 1], n_per_ring)
+    return torch.nn.functional.normalize(
+        torch.tensor(pts, dtype=torch.float32), dim=1
+    ), y
+
+
+def _kmeans_acc(z, y, k):
+    from sklearn.cluster import KMeans
+
+    from skspice.metrics import cluster_accuracy
+
+    labels = KMeans(k, n_init=10, random_state=0).fit_predict(np.asarray(z))
+    return cluster_accuracy(y, labels)
+
+
+def test_spectral_coordinates_shape_and_norm():
+    feats, _ = _two_rings()
+    z = spectral_coordinates(feats, 2, random_state=0)
+    assert z.shape == (len(feats), 2) and z.dtype == torch.float32
+    np.testing.assert_allclose(z.norm(dim=1).numpy(), 1.0, atol=1e-5)
+
+
+def test_spectral_coordinates_follow_the_graph_not_centroids():
+    feats, y = _two_rings()
+    assert _kmeans_acc(feats, y, 2) < 0.75  # centroids cut the rings in half
+    assert _kmeans_acc(spectral_coordinates(feats, 2, random_state=0), y, 2) == 1.0
+
+
+def test_spectral_coordinates_disconnected_components_and_large_n():
+    # Ten tight, far-apart blobs: a graph of ten components (a repeated
+    # eigenvalue) with more samples than the dense-solver limit.
+    rng = np.random.default_rng(0)
+    centres = torch.nn.functional.normalize(torch.randn(10, 16), dim=1) * 5
+    y = np.repeat(np.arange(10), 120)
+    feats = centres[y] + 0.01 * torch.tensor(rng.normal(size=(len(y), 16)))
+    feats = torch.nn.functional.normalize(feats.float(), dim=1)
+    z = spectral_coordinates(feats, 10, random_state=0)
+    assert _kmeans_acc(z, y, 10) == 1.0
+
+
+def test_spectral_coordinates_deterministic_and_validated():
+    feats, _ = _two_rings(60)
+    a = spectral_coordinates(feats, 2, random_state=3)
+    b = spectral_coordinates(feats, 2, random_state=3)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="needs more samples"):
+        spectral_coordinates(feats[:2], 2)

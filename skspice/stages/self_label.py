@@ -104,8 +104,12 @@ class SelfLabelStage(Stage):
     data : torch.Tensor
         All samples (CPU).
     clean_features : torch.Tensor of shape (n, d)
-        Backbone features of the un-augmented ``data`` (CPU); their
-        L2-normalised rows are the embeddings that prototypes are built from.
+        Backbone features of the un-augmented ``data`` (CPU); the heads'
+        inputs when they are scored.
+    prototype_space : torch.Tensor of shape (n, m)
+        L2-normalised coordinates that prototypes are built from and matched
+        against (the normalised ``clean_features`` in the reference, or their
+        spectral coordinates).
     augmenter : ImageAugmenter or TabularAugmenter
         Supplies ``weak`` and ``strong`` views.
     pseudo_batch : int
@@ -130,6 +134,7 @@ class SelfLabelStage(Stage):
         heads,
         data,
         clean_features,
+        prototype_space,
         augmenter,
         *,
         pseudo_batch,
@@ -143,7 +148,7 @@ class SelfLabelStage(Stage):
     ):
         self.backbone, self.heads, self.data = backbone, heads, data
         self.clean_features = clean_features
-        self.embeddings = F.normalize(clean_features, dim=1)
+        self.embeddings = prototype_space
         self.augmenter = augmenter
         self.pseudo_batch = min(pseudo_batch, data.shape[0])
         self.batch_size, self.n_repeat = batch_size, n_repeat
@@ -261,6 +266,7 @@ def train_self_label(
     clean_features,
     augmenter,
     *,
+    prototype_space=None,
     n_clusters,
     n_heads,
     epochs,
@@ -288,6 +294,9 @@ def train_self_label(
         Backbone features of the un-augmented samples (CPU).
     augmenter : ImageAugmenter or TabularAugmenter
         Supplies weak and strong views.
+    prototype_space : torch.Tensor of shape (n, m), optional
+        L2-normalised coordinates for the prototypes; the normalised
+        ``clean_features`` (the reference's choice) when None.
     n_clusters, n_heads, epochs : int
         Clusters, heads trained together, and epochs.
     lr : float
@@ -312,6 +321,8 @@ def train_self_label(
     info : dict
         ``head`` (index), ``epoch`` and ``loss`` of the selection.
     """
+    if prototype_space is None:
+        prototype_space = F.normalize(clean_features, dim=1)
     for p in backbone.parameters():
         p.requires_grad_(False)
     heads = ClusterHeads(clean_features.shape[1], n_clusters, n_heads).to(device)
@@ -320,6 +331,7 @@ def train_self_label(
         heads,
         data,
         clean_features,
+        prototype_space,
         augmenter,
         pseudo_batch=pseudo_batch,
         batch_size=batch_size,

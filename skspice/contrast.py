@@ -1,0 +1,152 @@
+"""Per-image contrast normalisation: what an image shows, not its colours.
+
+Instance discrimination (stage 1) learns whatever tells two images apart most
+cheaply. When every image has its own foreground and background colour, or
+its own brightness and contrast polarity, that is the colour, not the shape:
+measured on a random-colour variant of a 28 px set, SPICE stayed at chance
+whatever the colour augmentations (see ``docs/benchmarks.md``).
+
+For images drawn on a flat background (glyphs, scans, renders, product shots)
+there is an exact remedy: measure every pixel's colour distance from the
+image's own background colour, and scale each image to its own strongest
+contrast. The result is one channel in [0, 1] that is identical for a shape
+drawn dark-on-light or light-on-dark, in red on blue or in white on black, and
+unchanged (up to its brightness scale) for white-on-black images such as
+digits or Fashion-MNIST.
+
+Photographs have no flat background; for them this map would throw away most
+of the image, so :func:`has_flat_background` lets the estimator decide per
+data set. All functions are pure and batched on ``(B, C, H, W)`` tensors.
+"""
+
+import torch
+
+__all__ = [
+    "background_color",
+    "background_contrast",
+    "border_pixels",
+    "flat_border_fraction",
+    "has_flat_background",
+]
+
+#: Colour distance (max over channels, images in [0, 1]) within which a border
+#: pixel counts as background.
+FLAT_TOLERANCE = 0.1
+#: Median fraction of background-coloured border pixels from which a data set
+#: counts as "drawn on a flat background" (digits: 1.0, Fashion-MNIST: 0.89).
+FLAT_MIN_FRACTION = 0.7
+#: Contrast below which an image counts as blank (left black, not amplified).
+MIN_CONTRAST = 1e-3
+
+
+def border_pixels(x):
+    """Pixels of the one-pixel frame of every image.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Images.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, 2 * (H + W) - 4)
+        Top and bottom rows, then left and right columns without the corners.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}.")
+    if x.shape[2] < 2 or x.shape[3] < 2:
+        return x.flatten(2)
+    return torch.cat(
+        [x[:, :, 0, :], x[:, :, -1, :], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2
+    )
+
+
+def background_color(x):
+    """Each image's background colour: the per-channel median of its frame.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Images.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C)
+    """
+    return border_pixels(x).median(dim=2).values
+
+
+def flat_border_fraction(x, tolerance=FLAT_TOLERANCE):
+    """Fraction of each image's frame that has its background colour.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Images in [0, 1].
+    tolerance : float, default=FLAT_TOLERANCE
+        Largest per-channel difference from the background colour.
+
+    Returns
+    -------
+    torch.Tensor of shape (B,)
+        1 for a frame of one colour, small for a textured photograph.
+    """
+    frame = border_pixels(x)
+    bg = frame.median(dim=2, keepdim=True).values
+    return ((frame - bg).abs().amax(dim=1) <= tolerance).float().mean(dim=1)
+
+
+def has_flat_background(
+    x, tolerance=FLAT_TOLERANCE, min_fraction=FLAT_MIN_FRACTION, max_images=2000
+):
+    """Whether a data set's images are drawn on flat backgrounds.
+
+    True when, for the median image, at least ``min_fraction`` of the frame
+    has the background colour (digits, Fashion-MNIST, scans, renders); false
+    for photographs.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, C, H, W)
+        Images in [0, 1].
+    tolerance : float, default=FLAT_TOLERANCE
+        See :func:`flat_border_fraction`.
+    min_fraction : float, default=FLAT_MIN_FRACTION
+        Threshold on the median image's flat fraction.
+    max_images : int, default=2000
+        Images inspected (evenly spaced), which bounds the cost.
+
+    Returns
+    -------
+    bool
+    """
+    step = max(1, -(-x.shape[0] // max_images))  # ceil: at most max_images
+    fraction = flat_border_fraction(x[::step].float(), tolerance)
+    return bool(fraction.median() >= min_fraction)
+
+
+def background_contrast(x):
+    """Colour distance of every pixel from its image's background, per image.
+
+    ``d = ||x - b|| / sqrt(C)`` with ``b`` the background colour
+    (:func:`background_color`), then divided by the image's largest ``d``. A
+    shape drawn with foreground colour ``f`` on background ``b`` becomes its
+    coverage mask whatever ``f`` and ``b`` are, so colours, brightness and
+    contrast polarity no longer tell images apart; white-on-black images keep
+    their look. A blank image stays black.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Images in [0, 1].
+
+    Returns
+    -------
+    torch.Tensor of shape (B, 1, H, W)
+        Contrast maps in [0, 1], float32.
+    """
+    x = x.float()
+    bg = background_color(x)[:, :, None, None]
+    d = (x - bg).pow(2).mean(dim=1, keepdim=True).sqrt()
+    peak = d.amax(dim=(2, 3), keepdim=True)
+    return torch.where(peak > MIN_CONTRAST, d / peak.clamp(min=MIN_CONTRAST), d)
