@@ -386,6 +386,8 @@ def _worker_spice(X, spec):
         "rss_before_fit_mib": before_fit,
         "stage_seconds": dict(estimator.stage_seconds_),
         "n_reliable": int(estimator.reliable_mask_.sum()),
+        "contrast_normalization": bool(estimator.contrast_normalization_),
+        "horizontal_flip": bool(estimator.horizontal_flip_),
         "kmeans_on_embedding_seconds": embedding_seconds,
         "embedding_dim": int(estimator.embedding_.shape[1]),
         "epochs_run": epochs,

@@ -1,31 +1,19 @@
 """The benchmark script ``benchmarks/run.py``: one tiny real run, plus units."""
 
 import contextlib
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark_script
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_run_module():
-    # By path, so the tests work with `pytest` and `python -m pytest` alike.
-    spec = importlib.util.spec_from_file_location(
-        "skspice_benchmarks_run", ROOT / "benchmarks" / "run.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _load_run_module()
+run = load_benchmark_script("run")
 
 TINY_ARGS = [
     "--dataset",
