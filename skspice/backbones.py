@@ -12,14 +12,24 @@ import os
 import torch
 from torch import nn
 
+from .weights import (
+    load_state,
+    read_checkpoint,
+    select_state,
+    torchvision_state_dict,
+    torchvision_weights,
+)
+
 __all__ = [
     "BACKBONES",
     "MLP",
+    "Resize",
     "SmallCNN",
     "SmallResNet",
     "Standardize",
     "StridedCNN",
     "build_backbone",
+    "load_torchvision_weights",
     "load_weights",
 ]
 
@@ -41,6 +51,37 @@ class Standardize(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
+
+
+class Resize(nn.Module):
+    """Scale images so that their smaller side is ``size`` pixels.
+
+    Pretrained models expect the image size they were trained at; small
+    images are enlarged (bilinear) in the model, after augmentation, so the
+    stored data and the augmentations stay small.
+
+    Parameters
+    ----------
+    size : int
+        Target length of the smaller side.
+    """
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        if min(h, w) == self.size:
+            return x
+        scale = self.size / min(h, w)
+        out = (max(1, round(h * scale)), max(1, round(w * scale)))
+        return nn.functional.interpolate(
+            x, size=out, mode="bilinear", align_corners=False, antialias=scale < 1
+        )
+
+    def extra_repr(self):
+        return f"size={self.size}"
 
 
 def _conv_bn(c_in, c_out, stride=1):
@@ -234,9 +275,6 @@ class _TorchvisionTrunk(nn.Module):
             # A head without a linear layer (e.g. SqueezeNet's 1x1 conv) is
             # kept whole: its output is then the feature vector.
         self.model = model
-        # Grayscale images are repeated to three channels so that weights
-        # pretrained on RGB images load unchanged.
-        self.repeat = 3 if profile.shape[0] == 1 else 1
         # load_weights reads torchvision's own checkpoints into the inner
         # model, whose final linear weights we do not use.
         self.weights_target = model
@@ -244,8 +282,10 @@ class _TorchvisionTrunk(nn.Module):
         self.out_features = _probe_out_features(self, profile)
 
     def forward(self, x):
-        if self.repeat != 1:
-            x = x.repeat(1, self.repeat, 1, 1)
+        # Grayscale images are repeated to three channels so that weights
+        # pretrained on RGB images load unchanged.
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
         return self.model(x)
 
 
@@ -339,13 +379,14 @@ def _probe_out_features(module, profile):
 
 
 def load_weights(module, path, strict=True):
-    """Load a local state dict into ``module``, safely.
+    """Load a local state dict or checkpoint into ``module``, safely.
 
     Loads with ``torch.load(weights_only=True)`` (no pickled code runs),
-    accepts checkpoints that wrap the weights under ``"state_dict"`` or
-    ``"model"``, and strips the ``module.`` prefix that ``DataParallel`` and
-    ``DistributedDataParallel`` add. For torchvision backbones the file is a
-    torchvision state dict (its classifier weights are ignored).
+    unwraps checkpoints that nest the weights (``"state_dict"``, ``"model"``,
+    ...) and finds the backbone inside checkpoints of other tools by their
+    key prefixes (``module.``, ``encoder_q.``, ``backbone.``, ``model.``; see
+    :func:`skspice.weights.select_state`). For torchvision backbones the file
+    is a torchvision state dict (its classifier weights are ignored).
 
     Parameters
     ----------
@@ -355,49 +396,40 @@ def load_weights(module, path, strict=True):
         A file saved with ``torch.save``.
     strict : bool, default=True
         Require every key to match.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing or unreadable file; keys or shapes that do not fit (listed).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"backbone weights file not found: {path!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"could not read weights from {path!r} (expected a state dict saved "
-            f"with torch.save): {exc}"
-        ) from exc
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(
-            f"{path!r} holds a {type(state).__name__}, not a state dict of tensors."
-        )
-    state = {
-        (k[len("module.") :] if k.startswith("module.") else k): v
-        for k, v in state.items()
-    }
-    # Weights of the layer the backbone dropped (a classifier's last linear
-    # layer) are ignored rather than reported as unexpected.
+    state = read_checkpoint(path)
+    target = getattr(module, "weights_target", module)
+    state = select_state(state, target.state_dict().keys())
     ignored = getattr(module, "ignored_weight_prefixes", ())
-    state = {k: v for k, v in state.items() if not k.startswith(ignored)}
-    module = getattr(module, "weights_target", module)
-    target = module.state_dict()
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    if strict and (missing or unexpected):
-        raise ValueError(
-            f"weights in {path!r} do not fit the backbone: missing keys "
-            f"{missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected keys "
-            f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}."
-        )
-    bad = [
-        k
-        for k in set(state) & set(target)
-        if tuple(state[k].shape) != tuple(target[k].shape)
-    ]
-    if bad:
-        raise ValueError(
-            f"weights in {path!r} have the wrong shape for {sorted(bad)[:10]}."
-        )
-    module.load_state_dict(state, strict=strict)
+    load_state(target, state, repr(os.fspath(path)), ignored, strict=strict)
+
+
+def load_torchvision_weights(module, name, weights_name):
+    """Load torchvision's pretrained ``weights_name`` into a torchvision trunk.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A backbone built by :func:`build_backbone` from torchvision model
+        ``name``.
+    name : str
+        The torchvision model name.
+    weights_name : str
+        ``"DEFAULT"``, ``"IMAGENET1K_V1"``, ...
+
+    Returns
+    -------
+    torchvision.transforms.ImageClassification
+        The weights' own preprocessing (mean, std, crop size).
+    """
+    weights = torchvision_weights(name, weights_name)
+    state = torchvision_state_dict(weights)
+    target = getattr(module, "weights_target", module)
+    ignored = getattr(module, "ignored_weight_prefixes", ())
+    load_state(target, state, str(weights), ignored)
+    return weights.transforms()

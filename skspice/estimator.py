@@ -24,7 +24,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from .augment import make_augmenter
-from .backbones import Standardize, build_backbone, load_weights
+from .backbones import (
+    BACKBONES,
+    Resize,
+    Standardize,
+    build_backbone,
+    load_torchvision_weights,
+    load_weights,
+)
 from .contrast import background_contrast, has_flat_background
 from .inputs import InputProfile, as_model_input
 from .pseudo_labels import knn_indices, reliable_pseudo_labels, spectral_coordinates
@@ -35,16 +42,17 @@ __all__ = ["SPICEClustering"]
 
 
 class _FeatureModel(nn.Module):
-    """Standardisation fitted on the training data, then the backbone."""
+    """Resizing (for pretrained weights), standardisation, then the backbone."""
 
-    def __init__(self, standardize, backbone):
+    def __init__(self, standardize, backbone, resize=None):
         super().__init__()
+        self.resize = resize if resize is not None else nn.Identity()
         self.standardize = standardize
         self.backbone = backbone
         self.out_features = backbone.out_features
 
     def forward(self, x):
-        return self.backbone(self.standardize(x))
+        return self.backbone(self.standardize(self.resize(x)))
 
 
 def _is_table(X):
@@ -146,18 +154,37 @@ class SPICEClustering(
     ----------
     n_clusters : int, default=10
         Number of clusters.
-    backbone : str or torch.nn.Module, default="auto"
+    backbone : str, torch.nn.Module or (class, dict), default="auto"
         Feature extractor. ``"auto"`` picks by input: an MLP for tabular rows,
         ``"small_cnn"`` up to 16 px, ``"strided_cnn"`` up to 64 px and
-        torchvision's ``"resnet18"`` above. Any torchvision classification
-        model name, or a module mapping ``(batch, C, H, W)`` images in [0, 1]
-        (after standardisation) to ``(batch, d)`` features, is accepted; a
-        module is deep-copied, never trained in place.
+        torchvision's ``"resnet18"`` above. Also accepted: any torchvision
+        classification model name (``"resnet50"``); a module mapping
+        ``(batch, C, H, W)`` images in [0, 1] (after standardisation) to
+        ``(batch, d)`` features, deep-copied and never trained in place; or a
+        ``(class, kwargs)`` pair, built as ``class(**kwargs)`` in ``fit``.
     backbone_weights : str or os.PathLike, default=None
-        Local file of backbone weights (``torch.save`` state dict, loaded with
-        ``weights_only=True``; a ``module.`` prefix from DataParallel/DDP is
-        removed). Combine with ``feature_epochs=0`` to use a pretrained
-        backbone as is.
+        Pretrained weights for the backbone:
+
+        * a torchvision weights name of a torchvision ``backbone``
+          (``"DEFAULT"``, ``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ...),
+          loaded through torchvision's weights API from the torch hub cache
+          (``torch.hub.get_dir()``), downloading only if the file is not
+          there; the weights then bring their own input handling: their
+          normalisation replaces the data's, grayscale is repeated to three
+          channels and images are resized to ``input_size``;
+        * a local file: a state dict or a training checkpoint (``state_dict``
+          nesting and the prefixes ``module.``, ``encoder_q.``,
+          ``backbone.``, ``model.`` are handled, so MoCo and SPICE
+          checkpoints load), read with ``weights_only=True``; e.g. what
+          :meth:`save_backbone` wrote.
+
+        With weights, ``feature_epochs="auto"`` skips stage 1 and stage 2
+        trains on the pretrained features.
+    input_size : int or "auto", default="auto"
+        Smaller image side the backbone sees; images are resized in the
+        model, after augmentation. ``"auto"``: the crop size of torchvision
+        weights named in ``backbone_weights`` (e.g. 224) when the images are
+        smaller, else the images' own size.
     image_shape : tuple of int, default=None
         ``(H, W)`` or ``(H, W, C)``: read 2-D input rows as flattened images.
         With ``None``, 2-D input is tabular and 3-D/4-D input is images.
@@ -182,7 +209,8 @@ class SPICEClustering(
         accuracy from 0.95 to 0.79). Set ``True`` for data whose classes are
         mirror-symmetric, such as clothing or objects.
     feature_epochs : int or "auto", default="auto"
-        MoCo epochs; 0 skips stage 1. ``"auto"`` visits about
+        MoCo epochs; 0 skips stage 1. ``"auto"`` is 0 with
+        ``backbone_weights``, else visits about
         ``max(300,000, 10 * n_samples)`` samples (between 10 and 300 epochs:
         167 for 1,797 digits, 10 for 70,000 images).
     self_epochs : int or "auto", default="auto"
@@ -300,9 +328,13 @@ class SPICEClustering(
 
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
-        "backbone": [str, nn.Module],
+        "backbone": [str, nn.Module, tuple],
         "backbone_weights": [str, os.PathLike, None],
         "image_shape": [tuple, list, None],
+        "input_size": [
+            Interval(Integral, 8, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "contrast_normalization": ["boolean", StrOptions({"auto"})],
         "horizontal_flip": ["boolean", StrOptions({"auto"})],
         "feature_epochs": [
@@ -346,6 +378,7 @@ class SPICEClustering(
         *,
         backbone="auto",
         backbone_weights=None,
+        input_size="auto",
         image_shape=None,
         contrast_normalization="auto",
         horizontal_flip="auto",
@@ -371,6 +404,7 @@ class SPICEClustering(
         self.n_clusters = n_clusters
         self.backbone = backbone
         self.backbone_weights = backbone_weights
+        self.input_size = input_size
         self.image_shape = image_shape
         self.contrast_normalization = contrast_normalization
         self.horizontal_flip = horizontal_flip
@@ -412,13 +446,62 @@ class SPICEClustering(
         image = self._profile.kind == "image"
         contrast = self.contrast_normalization
         if contrast == "auto":
-            contrast = image and has_flat_background(data)
+            # Pretrained torchvision weights expect natural images.
+            contrast = (
+                image
+                and self._torchvision_weights() is None
+                and has_flat_background(data)
+            )
         self.contrast_normalization_ = bool(contrast) and image
         flip = self.horizontal_flip
         if flip == "auto":
             colour = image and self._profile.shape[0] == 3
             flip = colour and not self.contrast_normalization_
         self.horizontal_flip_ = bool(flip) and image
+
+    def _backbone_spec(self):
+        """The ``backbone`` parameter, ready for :func:`build_backbone`."""
+        spec = self.backbone
+        if isinstance(spec, nn.Module):
+            return copy.deepcopy(spec)  # never train the caller's module in place
+        if isinstance(spec, tuple):
+            if not (len(spec) == 2 and callable(spec[0]) and isinstance(spec[1], dict)):
+                raise TypeError(
+                    "backbone as a tuple must be (class, kwargs), e.g. "
+                    f"(MyNet, {{'width': 64}}); got {spec!r}."
+                )
+            try:
+                module = spec[0](**spec[1])
+            except Exception as exc:
+                raise ValueError(
+                    f"backbone={spec!r} could not be built: {exc}"
+                ) from exc
+            if not isinstance(module, nn.Module):
+                raise TypeError(
+                    f"backbone class {spec[0]!r} built a {type(module).__name__}, "
+                    "not a torch.nn.Module."
+                )
+            return module
+        return spec
+
+    def _torchvision_weights(self):
+        """The torchvision weights name in ``backbone_weights``, or None.
+
+        A string that is an existing file, or that looks like a path, is a
+        file; any other string needs a torchvision ``backbone``.
+        """
+        w = self.backbone_weights
+        if not isinstance(w, str) or os.path.isfile(w):
+            return None
+        if os.sep in w or os.path.splitext(w)[1] in (".pt", ".pth", ".tar", ".bin"):
+            return None  # a path: load_weights says it is missing
+        if not isinstance(self.backbone, str) or self.backbone in BACKBONES:
+            raise ValueError(
+                f"backbone_weights={w!r} is not a file, and names of pretrained "
+                "weights need a torchvision backbone such as backbone='resnet50' "
+                f"(backbone={self.backbone!r})."
+            )
+        return w
 
     def _model_input(self, data):
         """What the network sees: the images or their contrast maps."""
@@ -562,13 +645,25 @@ class SPICEClustering(
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
         view = (-1, 1, 1) if profile.kind == "image" else (-1,)
         standardize = Standardize(mean.view(view), std.view(view))
-        spec = self.backbone
-        if isinstance(spec, nn.Module):
-            spec = copy.deepcopy(spec)  # never train the caller's module in place
-        backbone = build_backbone(spec, profile)
-        if self.backbone_weights is not None:
+        backbone = build_backbone(self._backbone_spec(), profile)
+        resize = None
+        if isinstance(self.input_size, Integral):
+            resize = Resize(self.input_size)
+        named = self._torchvision_weights()
+        if named is not None:
+            preprocess = load_torchvision_weights(backbone, self.backbone, named)
+            # The weights' own normalisation (broadcast over grayscale, which
+            # the trunk then sees as three channels) and input size.
+            standardize = Standardize(
+                torch.tensor(preprocess.mean).view(-1, 1, 1),
+                torch.tensor(preprocess.std).view(-1, 1, 1),
+            )
+            crop = int(preprocess.crop_size[0])
+            if self.input_size == "auto" and profile.image_size < crop:
+                resize = Resize(crop)
+        elif self.backbone_weights is not None:
             load_weights(backbone, self.backbone_weights)
-        model = _FeatureModel(standardize, backbone).to(device)
+        model = _FeatureModel(standardize, backbone, resize).to(device)
         if profile.kind == "image":
             # NHWC convolutions are about 20 % faster on CPUs (oneDNN) and on
             # tensor-core GPUs; the input needs no conversion.
@@ -580,6 +675,8 @@ class SPICEClustering(
         n = data.shape[0]
         # Small data sets need many epochs; large ones at least ten.
         epochs = self._epochs(self.feature_epochs, n, max(300_000, 10 * n), 10, 300)
+        if self.feature_epochs == "auto" and self.backbone_weights is not None:
+            epochs = 0  # pretrained: stage 2 starts from the given features
         if epochs == 0:
             return
         bs = self._batch_size(n)
@@ -677,6 +774,36 @@ class SPICEClustering(
     @staticmethod
     def _epochs(value, n, budget, lo, hi):
         return _auto_epochs(n, budget, lo, hi) if value == "auto" else int(value)
+
+    def save_backbone(self, path):
+        """Save the fitted feature model's backbone weights to a file.
+
+        The file is a plain state dict (``torch.save``), to be passed back as
+        ``backbone_weights`` in another fit with the same ``backbone``, e.g.
+        with ``feature_epochs=0`` to skip stage 1. For a torchvision backbone
+        it is in torchvision's own format (without the classifier).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (written atomically).
+
+        Returns
+        -------
+        path : str
+            The file written.
+        """
+        check_is_fitted(self)
+        backbone = self.network_[0].backbone
+        target = getattr(backbone, "weights_target", backbone)
+        state = {
+            k: v.detach().cpu().contiguous() for k, v in target.state_dict().items()
+        }
+        path = os.fspath(path)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
 
     # ---------------------------------------------------------------- predict
     def _forward(self, X, fn):
