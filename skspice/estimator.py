@@ -199,8 +199,9 @@ class SPICEClustering(
         digits keep their look. ``"auto"`` uses it for data sets drawn on
         flat backgrounds (glyphs, scans, renders; decided by
         :func:`~skspice.contrast.has_flat_background`) and keeps the colours
-        of photographs, which get MoCo v2's colour distortions instead.
-        Applied in ``fit``, ``predict`` and ``transform`` alike.
+        of photographs, which get MoCo v2's colour distortions instead, and
+        of any data given to named torchvision weights (which expect natural
+        images). Applied in ``fit``, ``predict`` and ``transform`` alike.
     horizontal_flip : bool or "auto", default="auto"
         Mirror images in the augmentations of all stages. ``"auto"`` flips
         colour photographs only (colour images without contrast
