@@ -31,7 +31,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.suite import SETS  # noqa: E402
+from benchmarks.suite import SETS, load_set  # noqa: E402
 from skspice import SPICEClustering  # noqa: E402
 from skspice.datasets import FASHION_MNIST_PATH  # noqa: E402
 from skspice.metrics import evaluate  # noqa: E402
@@ -58,7 +58,7 @@ class EfficientNetLite0(nn.Module):
 
 
 def run_one(name, seed, args):
-    X, y = SETS[name][0](args.data_path)
+    X, y = load_set(name, args.data_path)
     k = int(np.unique(y).size)
     est = SPICEClustering(
         n_clusters=k,

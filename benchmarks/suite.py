@@ -32,6 +32,7 @@ Only the baselines, or only some sets::
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -165,10 +166,17 @@ def umap_gmm(X, n_clusters, seed):
     return GaussianMixture(n_clusters, random_state=seed).fit_predict(emb)
 
 
+@functools.lru_cache(maxsize=2)
+def load_set(name, data_path):
+    """Images and labels of one set, made once per run (not per fit)."""
+    X, y = SETS[name][0](data_path)
+    X.setflags(write=False)  # shared between fits: nobody may modify it
+    return X, y
+
+
 def run_one(name, method, seed, data_path, params):
     """Fit one method on one set; return a JSON-able record."""
-    load, _, _ = SETS[name]
-    X, y = load(data_path)
+    X, y = load_set(name, data_path)
     k = int(np.unique(y).size)
     record = {"set": name, "method": method, "seed": seed, "n": int(len(X))}
     if method == "umap-gmm":

@@ -141,6 +141,8 @@ _RGB_TO_YIQ = (
     (0.596, -0.274, -0.322),
     (0.211, -0.523, 0.312),
 )
+# Inverted once here, not per batch in the augmentation loop.
+_YIQ_TO_RGB = torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist()
 
 
 def adjust_hue(x, shift):
@@ -165,7 +167,7 @@ def adjust_hue(x, shift):
     if x.shape[1] == 1:
         return x
     to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float32, device=x.device)
-    to_rgb = torch.linalg.inv(to_yiq)
+    to_rgb = torch.tensor(_YIQ_TO_RGB, dtype=torch.float32, device=x.device)
     # Negative angle in (I, Q): positive shifts go red -> yellow -> green, as
     # in HSV and torchvision's adjust_hue.
     angle = -2 * math.pi * shift.to(device=x.device, dtype=torch.float32)

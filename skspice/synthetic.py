@@ -181,6 +181,13 @@ def _draw_shape(draw, kind, c, r):
         raise ValueError(kind)
 
 
+def _balanced_labels(n_samples, n_classes, rng):
+    """Labels ``0..n_classes-1`` in equal shares (up to one), shuffled."""
+    y = np.arange(n_samples, dtype=np.int64) % n_classes
+    rng.shuffle(y)
+    return y
+
+
 def _finish(canvas, size, angle):
     """Rotate a supersampled canvas and downsample it to ``size`` pixels."""
     canvas = canvas.rotate(angle, resample=_BICUBIC)
@@ -216,8 +223,7 @@ def make_shapes(n_samples=10000, image_size=28, random_state=None):
     ((20, 28, 28), dtype('uint8'), [0, 1, 2])
     """
     rng = check_random_state(random_state)
-    y = np.arange(n_samples, dtype=np.int64) % len(SHAPE_NAMES)
-    rng.shuffle(y)
+    y = _balanced_labels(n_samples, len(SHAPE_NAMES), rng)
     big = image_size * _SUPERSAMPLE
     X = np.empty((n_samples, image_size, image_size), dtype=np.uint8)
     for i, label in enumerate(y):
@@ -250,8 +256,7 @@ def make_glyphs(n_samples=10000, image_size=32, random_state=None):
     y : ndarray of shape (n_samples,), dtype int64
     """
     rng = check_random_state(random_state)
-    y = np.arange(n_samples, dtype=np.int64) % len(GLYPH_LETTERS)
-    rng.shuffle(y)
+    y = _balanced_labels(n_samples, len(GLYPH_LETTERS), rng)
     big = image_size * _SUPERSAMPLE
     fonts = {}
     X = np.empty((n_samples, image_size, image_size), dtype=np.uint8)

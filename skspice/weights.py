@@ -188,8 +188,9 @@ def select_state(state, target_keys):
                 if not sub:
                     continue
                 deeper.append(sub)
-                if _matches(sub, target_keys) > best:
-                    best, best_state = _matches(sub, target_keys), sub
+                matches = _matches(sub, target_keys)
+                if matches > best:
+                    best, best_state = matches, sub
         frontier = deeper
     return best_state
 
