@@ -31,7 +31,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.suite import SETS, load_set  # noqa: E402
+from benchmarks.suite import SETS, load_set, parse_params  # noqa: E402
 from skspice import SPICEClustering  # noqa: E402
 from skspice.datasets import FASHION_MNIST_PATH  # noqa: E402
 from skspice.metrics import evaluate  # noqa: E402
@@ -60,14 +60,9 @@ class EfficientNetLite0(nn.Module):
 def run_one(name, seed, args):
     X, y = load_set(name, args.data_path)
     k = int(np.unique(y).size)
-    est = SPICEClustering(
-        n_clusters=k,
-        backbone=EfficientNetLite0(),
-        feature_epochs=0,
-        input_size=args.input_size,
-        contrast_normalization=False,  # the pretrained features see colours
-        random_state=seed,
-    )
+    params = dict(feature_epochs=0, input_size=args.input_size, random_state=seed)
+    params.update(parse_params(args.param))
+    est = SPICEClustering(n_clusters=k, backbone=EfficientNetLite0(), **params)
     start = time.perf_counter()
     est.fit(X)
     seconds = time.perf_counter() - start
@@ -78,6 +73,9 @@ def run_one(name, seed, args):
         "set": name,
         "seed": seed,
         "n": int(len(X)),
+        "params": {key: repr(v) for key, v in parse_params(args.param).items()},
+        "input_size": args.input_size,
+        "contrast_normalization": est.contrast_normalization_,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "feature_seconds": est.stage_seconds_["feature"],
         "fit_seconds": seconds,
@@ -95,6 +93,13 @@ def main(argv=None):
     p.add_argument("--input-size", type=int, default=112)
     p.add_argument("--data-path", default=FASHION_MNIST_PATH)
     p.add_argument("--results", default="docs/benchmarks-pretrained.jsonl")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="SPICEClustering parameter (Python literal), repeatable",
+    )
     args = p.parse_args(argv)
     for name in args.sets:
         for seed in args.seeds:

@@ -301,15 +301,21 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    """Run the missing fits, print the table, optionally write it to docs."""
+def parse_params(items):
+    """``["name=literal", ...]`` from ``--param`` as a parameter dict."""
     import ast
 
-    args = build_parser().parse_args(argv)
     params = {}
-    for item in args.param:
+    for item in items:
         key, _, value = item.partition("=")
         params[key] = ast.literal_eval(value)
+    return params
+
+
+def main(argv=None):
+    """Run the missing fits, print the table, optionally write it to docs."""
+    args = build_parser().parse_args(argv)
+    params = parse_params(args.param)
     names = args.sets or [n for n, (_, _, g) in SETS.items() if g == "suite"]
     if args.held_out and args.sets is None:
         names += [n for n, (_, _, g) in SETS.items() if g == "held-out"]

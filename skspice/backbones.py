@@ -1,5 +1,5 @@
-"""Feature backbones: a registry chosen by input size, torchvision models,
-custom modules, and loading weights from local files.
+"""Feature backbones: a registry chosen by input size, torchvision and timm
+models, custom modules, and loading weights from local files.
 
 Every backbone maps a batch of inputs to a ``(batch, out_features)`` tensor and
 exposes ``out_features``. Inputs arrive as images in [0, 1] (or raw tabular
@@ -28,6 +28,7 @@ __all__ = [
     "SmallResNet",
     "Standardize",
     "StridedCNN",
+    "TIMM_PREFIX",
     "build_backbone",
     "load_torchvision_weights",
     "load_weights",
@@ -289,6 +290,128 @@ class _TorchvisionTrunk(nn.Module):
         return self.model(x)
 
 
+def _import_timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise ImportError(
+            'backbone="timm/..." needs the timm package: pip install "skspice[timm]"'
+        ) from exc
+    return timm
+
+
+def _timm_cache_hint(exc, name, cfg):
+    """A short error for timm weights that are neither cached nor downloadable."""
+    reason = f"could not get timm's weights for {name!r} ({type(exc).__name__})"
+    repo = cfg.get("hf_hub_id")
+    if not repo:  # an old-style timm URL, cached by torch.hub
+        folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+        return OSError(
+            f"{reason}. Offline, download {cfg.get('url')} elsewhere and place "
+            f"it in {folder}."
+        )
+    from huggingface_hub import constants
+
+    # The layout hf_hub_download reads offline: refs/<branch> names a
+    # snapshot folder that holds the file.
+    filename = cfg.get("hf_hub_filename") or "model.safetensors"
+    folder = os.path.join(constants.HF_HUB_CACHE, f"models--{repo.replace('/', '--')}")
+    return OSError(
+        f"{reason}. Offline, download {filename} of the Hugging Face repo {repo} "
+        f"elsewhere and place it at snapshots/main/{filename} in {folder}, with "
+        "a text file refs/main there holding main."
+    )
+
+
+class _TimmTrunk(nn.Module):
+    """A timm model built without its classifier (pooled features).
+
+    Parameters
+    ----------
+    name : str
+        A timm model name, optionally with a pretrained tag
+        (``"resnet18.a1_in1k"``).
+    pretrained : bool, default=False
+        Load timm's own pretrained weights (from the Hugging Face hub cache,
+        downloading only if they are not there).
+    """
+
+    def __init__(self, name, pretrained=False):
+        super().__init__()
+        timm = _import_timm()
+        if pretrained:
+            cfg = timm.models.get_pretrained_cfg(name)
+            cfg = cfg.to_dict() if cfg is not None else {}
+            if not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
+                tags = timm.list_pretrained(name.partition(".")[0] + ".*")
+                raise ValueError(
+                    f"timm has no pretrained weights for {name!r}"
+                    + (f"; names with weights: {tags[:8]}." if tags else ".")
+                )
+            try:
+                model = timm.create_model(name, pretrained=True, num_classes=0)
+            except OSError as exc:  # not cached and no network, proxy, disk
+                raise _timm_cache_hint(exc, name, cfg) from exc
+        else:
+            model = timm.create_model(name, pretrained=False, num_classes=0)
+        self.model = model
+        # load_weights reads full timm checkpoints into the inner model; the
+        # classifier that num_classes=0 removed is skipped (only prefixes that
+        # no remaining key has, e.g. "head.fc." but never "head." of a norm).
+        classifier = model.pretrained_cfg.get("classifier") or ()
+        if isinstance(classifier, str):
+            classifier = (classifier,)
+        keys = model.state_dict().keys()
+        self.weights_target = model
+        self.ignored_weight_prefixes = tuple(
+            f"{c}." for c in classifier if not any(k.startswith(f"{c}.") for k in keys)
+        )
+        # Models with a pre-logits layer (MobileNetV3) return head_hidden_size
+        # features, not num_features; timm < 1.0 has no head_hidden_size.
+        width = getattr(model, "head_hidden_size", None) or model.num_features
+        self.out_features = int(width)
+
+    def data_config(self):
+        """The weights' input handling: ``mean``, ``std``, ``input_size``, ...
+
+        Returns
+        -------
+        dict
+            :func:`timm.data.resolve_data_config` of the inner model.
+        """
+        from timm.data import resolve_data_config
+
+        return resolve_data_config(model=self.model)
+
+    def forward(self, x):
+        # Grayscale is repeated to three channels, as pretrained weights need.
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        return self.model(x)
+
+
+def _build_timm(spec, name, pretrained):
+    timm = _import_timm()
+    if not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(
+            f"backbone={spec!r}: {name!r} is not a timm model name"
+            + (f"; close names: {close}." if close else "; see timm.list_models().")
+        )
+    arch, _, tag = name.partition(".")
+    if tag:
+        try:
+            timm.models.get_pretrained_cfg(name)
+        except RuntimeError:
+            raise ValueError(
+                f"backbone={spec!r}: timm model {arch!r} has no tag {tag!r}; "
+                f"tags with weights: {timm.list_pretrained(arch + '.*')[:8]}."
+            ) from None
+    return _TimmTrunk(name, pretrained=pretrained)
+
+
 def _auto_name(profile):
     if profile.kind == "tabular":
         return "mlp"
@@ -302,9 +425,11 @@ def _auto_name(profile):
 
 #: Names accepted by ``backbone=`` besides any torchvision model name.
 BACKBONES = ("auto", "small_cnn", "strided_cnn", "small_resnet", "mlp")
+#: Prefix of timm model names in ``backbone=`` (``"timm/resnet18"``).
+TIMM_PREFIX = "timm/"
 
 
-def build_backbone(spec, profile):
+def build_backbone(spec, profile, pretrained=False):
     """Build the backbone described by ``spec`` for inputs like ``profile``.
 
     Parameters
@@ -313,17 +438,40 @@ def build_backbone(spec, profile):
         ``"auto"`` (chosen by input: :class:`MLP` for tabular rows,
         :class:`SmallCNN` up to 16 px, :class:`StridedCNN` up to 64 px,
         torchvision ``resnet18`` above), one of :data:`BACKBONES`, any
-        torchvision classification model name (e.g. ``"resnet34"``), or a
-        module mapping a batch to ``(batch, d)`` features. A module is used as
-        given (the estimator deep-copies it first).
+        torchvision classification model name (e.g. ``"resnet34"``),
+        ``"timm/<name>"`` for a timm model (e.g. ``"timm/efficientnet_b0"``,
+        needs the ``timm`` package), or a module mapping a batch to
+        ``(batch, d)`` features. A module is used as given (the estimator
+        deep-copies it first).
     profile : InputProfile
         The validated input profile.
+    pretrained : bool, default=False
+        Load the library's own pretrained weights (timm backbones only:
+        through timm, from the Hugging Face hub cache). Torchvision weights
+        are loaded by name with :func:`load_torchvision_weights` instead.
 
     Returns
     -------
     backbone : torch.nn.Module
         Module with an ``out_features`` attribute.
+
+    Raises
+    ------
+    ImportError
+        For a timm backbone when timm is not installed.
+    ValueError
+        For unknown names, image backbones on tabular data, and ``pretrained``
+        with a backbone that is not a timm model.
+    OSError
+        When timm's pretrained weights are neither cached nor downloadable;
+        the message names the cache folder.
     """
+    is_timm = isinstance(spec, str) and spec.startswith(TIMM_PREFIX)
+    if pretrained and not is_timm:
+        raise ValueError(
+            f"pretrained weights of the library itself need a timm backbone such as "
+            f"'timm/resnet18'; got backbone={spec!r}."
+        )
     if isinstance(spec, nn.Module):
         if not hasattr(spec, "out_features"):
             spec.out_features = _probe_out_features(spec, profile)
@@ -336,6 +484,8 @@ def build_backbone(spec, profile):
         )
     if name == "mlp":
         return MLP(profile.n_features)
+    if is_timm:
+        return _build_timm(spec, name[len(TIMM_PREFIX) :], pretrained)
     c = profile.shape[0]
     if name == "small_cnn":
         return SmallCNN(c)
@@ -348,8 +498,8 @@ def build_backbone(spec, profile):
     if name not in torchvision.models.list_models(torchvision.models):
         raise ValueError(
             f"backbone={spec!r} is not known: use 'auto', one of {BACKBONES[1:]}, a "
-            "torchvision classification model name such as 'resnet18', or a "
-            "torch.nn.Module."
+            "torchvision classification model name such as 'resnet18', a timm "
+            "model as 'timm/<name>', or a torch.nn.Module."
         )
     return _TorchvisionTrunk(name, profile)
 
@@ -385,8 +535,9 @@ def load_weights(module, path, strict=True):
     unwraps checkpoints that nest the weights (``"state_dict"``, ``"model"``,
     ...) and finds the backbone inside checkpoints of other tools by their
     key prefixes (``module.``, ``encoder_q.``, ``backbone.``, ``model.``; see
-    :func:`skspice.weights.select_state`). For torchvision backbones the file
-    is a torchvision state dict (its classifier weights are ignored).
+    :func:`skspice.weights.select_state`). For torchvision and timm backbones
+    the file is a state dict of the torchvision or timm model (its classifier
+    weights are ignored).
 
     Parameters
     ----------

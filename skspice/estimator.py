@@ -26,6 +26,7 @@ from torch import nn
 from .augment import make_augmenter
 from .backbones import (
     BACKBONES,
+    TIMM_PREFIX,
     Resize,
     Standardize,
     build_backbone,
@@ -34,11 +35,19 @@ from .backbones import (
 )
 from .contrast import background_contrast, has_flat_background
 from .inputs import InputProfile, as_model_input
-from .pseudo_labels import knn_indices, reliable_pseudo_labels, spectral_coordinates
+from .pseudo_labels import (
+    knn_indices,
+    reliability_scores,
+    reliable_pseudo_labels,
+    spectral_coordinates,
+)
 from .stages import train_feature_model, train_self_label, train_semi
 from .training import Checkpointer, apply_in_batches
 
 __all__ = ["SPICEClustering"]
+
+#: Per-cluster counts of the reliable-label selection (``reliable_counts_``).
+_RELIABLE_COUNTS = ("passed", "added", "kept")
 
 
 class _FeatureModel(nn.Module):
@@ -158,12 +167,15 @@ class SPICEClustering(
         Feature extractor. ``"auto"`` picks by input: an MLP for tabular rows,
         ``"small_cnn"`` up to 16 px, ``"strided_cnn"`` up to 64 px and
         torchvision's ``"resnet18"`` above. Also accepted: any torchvision
-        classification model name (``"resnet50"``); a module mapping
+        classification model name (``"resnet50"``); ``"timm/<name>"`` for any
+        timm model, its classifier removed (``"timm/efficientnet_b0"``, or
+        with a pretrained tag ``"timm/resnet18.a1_in1k"``; needs
+        ``pip install "skspice[timm]"``); a module mapping
         ``(batch, C, H, W)`` images in [0, 1] (after standardisation) to
         ``(batch, d)`` features, deep-copied and never trained in place; or a
         ``(class, kwargs)`` pair, built as ``class(**kwargs)`` in ``fit``.
-    backbone_weights : str or os.PathLike, default=None
-        Pretrained weights for the backbone:
+    backbone_weights : str, os.PathLike or bool, default=None
+        Pretrained weights for the backbone (``None`` or ``False``: none):
 
         * a torchvision weights name of a torchvision ``backbone``
           (``"DEFAULT"``, ``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ...),
@@ -172,18 +184,27 @@ class SPICEClustering(
           there; the weights then bring their own input handling: their
           normalisation replaces the data's, grayscale is repeated to three
           channels and images are resized to ``input_size``;
+        * ``True``: timm's own pretrained weights of a ``"timm/..."``
+          backbone (those of the name's tag, else timm's default), loaded by
+          timm from the Hugging Face hub cache
+          (``huggingface_hub.constants.HF_HUB_CACHE``), downloading only if
+          the file is not there (without internet the error names the folder
+          where the file can be placed by hand); the same input handling,
+          with the normalisation and input size of timm's data config;
         * a local file: a state dict or a training checkpoint (``state_dict``
           nesting and the prefixes ``module.``, ``encoder_q.``,
           ``backbone.``, ``model.`` are handled, so MoCo and SPICE
           checkpoints load), read with ``weights_only=True``; e.g. what
-          :meth:`save_backbone` wrote.
+          :meth:`save_backbone` wrote. For a torchvision or timm backbone, a
+          state dict of that model (its classifier is ignored).
 
         With weights, ``feature_epochs="auto"`` skips stage 1 and stage 2
         trains on the pretrained features.
     input_size : int or "auto", default="auto"
         Smaller image side the backbone sees; images are resized in the
-        model, after augmentation. ``"auto"``: the crop size of torchvision
-        weights named in ``backbone_weights`` (e.g. 224) when the images are
+        model, after augmentation. ``"auto"``: the input size of the weights
+        given by name or ``True`` in ``backbone_weights`` (torchvision's crop
+        size, e.g. 224, or timm's ``input_size``) when the images are
         smaller, else the images' own size.
     image_shape : tuple of int, default=None
         ``(H, W)`` or ``(H, W, C)``: read 2-D input rows as flattened images.
@@ -198,10 +219,10 @@ class SPICEClustering(
         ACC 0.97 with it, near chance without). White-on-black images such as
         digits keep their look. ``"auto"`` uses it for data sets drawn on
         flat backgrounds (glyphs, scans, renders; decided by
-        :func:`~skspice.contrast.has_flat_background`) and keeps the colours
-        of photographs, which get MoCo v2's colour distortions instead, and
-        of any data given to named torchvision weights (which expect natural
-        images). Applied in ``fit``, ``predict`` and ``transform`` alike.
+        :func:`~skspice.contrast.has_flat_background`), pretrained backbones
+        included, and keeps the colours of photographs, which get MoCo v2's
+        colour distortions instead. Applied in ``fit``, ``predict`` and
+        ``transform`` alike.
     horizontal_flip : bool or "auto", default="auto"
         Mirror images in the augmentations of all stages. ``"auto"`` flips
         colour photographs only (colour images without contrast
@@ -283,6 +304,20 @@ class SPICEClustering(
         All ``-1`` when stage 3 is skipped.
     reliable_mask_ : ndarray of bool, shape (n_samples,)
         ``reliable_labels_ >= 0``.
+    reliable_counts_ : dict of ndarray of shape (n_clusters,)
+        How the stage-3 labelled set was formed, per cluster: ``"passed"``
+        (samples that passed the confidence and neighbour test), ``"added"``
+        (samples the fallback added to a cluster with almost no reliable
+        sample) and ``"kept"`` (labelled samples after class balancing). All
+        zero when stage 3 is skipped. Also in ``history_``, as
+        ``reliable_passed``, ``reliable_added`` and ``reliable_kept`` of
+        stage 3's first epoch.
+    reliability_ : ndarray of shape (n_samples,)
+        How far each training sample's final cluster can be trusted, in
+        [0, 1]: its top probability times the fraction of its
+        ``n_neighbors`` nearest neighbours in ``embedding_`` that share its
+        cluster (:func:`~skspice.pseudo_labels.reliability_scores`). Keep,
+        e.g., ``labels_[reliability_ > 0.9]`` for the assignments you trust.
     embedding_ : ndarray of shape (n_samples, n_features_out)
         L2-normalised stage-1 features of the training samples (what stage 2
         and the reliable-label search use).
@@ -330,7 +365,7 @@ class SPICEClustering(
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module, tuple],
-        "backbone_weights": [str, os.PathLike, None],
+        "backbone_weights": [str, os.PathLike, "boolean", None],
         "image_shape": [tuple, list, None],
         "input_size": [
             Interval(Integral, 8, None, closed="left"),
@@ -447,12 +482,11 @@ class SPICEClustering(
         image = self._profile.kind == "image"
         contrast = self.contrast_normalization
         if contrast == "auto":
-            # Pretrained torchvision weights expect natural images.
-            contrast = (
-                image
-                and self._torchvision_weights() is None
-                and has_flat_background(data)
-            )
+            # Pretrained features see colours too: on flat-background sets the
+            # contrast map lifts KMeans on EfficientNet-Lite0 features from
+            # 0.49 to 0.56 (Fashion-MNIST in random colours), 0.22 to 0.66
+            # (digits in random colours); see docs/benchmarks.md.
+            contrast = image and has_flat_background(data)
         self.contrast_normalization_ = bool(contrast) and image
         flip = self.horizontal_flip
         if flip == "auto":
@@ -485,22 +519,35 @@ class SPICEClustering(
             return module
         return spec
 
-    def _torchvision_weights(self):
-        """The torchvision weights name in ``backbone_weights``, or None.
+    def _published_weights(self):
+        """The library's own pretrained weights this fit uses, or None.
 
-        A string that is an existing file, or that looks like a path, is a
-        file; any other string needs a torchvision ``backbone``.
+        A torchvision weights name (str) for a torchvision ``backbone``,
+        ``True`` for timm's weights of a ``"timm/..."`` backbone, ``None`` for
+        no weights (``None``, ``False``) or a local file. A string that is an
+        existing file, or that looks like a path, is a file.
         """
         w = self.backbone_weights
+        spec = self.backbone
+        is_timm = isinstance(spec, str) and spec.startswith(TIMM_PREFIX)
+        if isinstance(w, (bool, np.bool_)):
+            if w and not is_timm:
+                raise ValueError(
+                    "backbone_weights=True (the library's own weights) needs a timm "
+                    f"backbone such as backbone='timm/resnet18' (backbone={spec!r}); "
+                    "torchvision weights go by name, e.g. backbone_weights='DEFAULT'."
+                )
+            return True if w else None
         if not isinstance(w, str) or os.path.isfile(w):
             return None
         if os.sep in w or os.path.splitext(w)[1] in (".pt", ".pth", ".tar", ".bin"):
             return None  # a path: load_weights says it is missing
-        if not isinstance(self.backbone, str) or self.backbone in BACKBONES:
+        if not isinstance(spec, str) or spec in BACKBONES or is_timm:
             raise ValueError(
                 f"backbone_weights={w!r} is not a file, and names of pretrained "
                 "weights need a torchvision backbone such as backbone='resnet50' "
-                f"(backbone={self.backbone!r})."
+                f"(backbone={spec!r}); timm backbones take backbone_weights=True, "
+                "with a tag in the name for other weights ('timm/resnet18.a1_in1k')."
             )
         return w
 
@@ -606,11 +653,15 @@ class SPICEClustering(
 
         with _timed(seconds, "semi"):
             reliable = np.full(n, -1)
+            counts = {key: np.zeros(k, dtype=np.int64) for key in _RELIABLE_COUNTS}
+            neighbors = knn_indices(embedding, self._n_neighbors(n))
             if self._semi_epochs(n) > 0:
-                neighbors = knn_indices(embedding, self._n_neighbors(n))
-                reliable = self._reliable_labels(probs, neighbors, seed)
+                reliable, counts = self._reliable_labels(probs, neighbors, seed)
                 network = self._train_semi(network, data, reliable, augmenter, run)
                 probs = _probabilities(network, data, device)
+                # The labelled set's make-up goes with stage 3's first epoch.
+                first = next(r for r in history if r["stage"] == "semi")
+                first.update({f"reliable_{c}": counts[c].tolist() for c in counts})
 
         labels = probs.argmax(1).numpy()
         used = np.unique(labels).size
@@ -630,6 +681,8 @@ class SPICEClustering(
         self.selected_head_ = selected
         self.reliable_labels_ = reliable
         self.reliable_mask_ = reliable >= 0
+        self.reliable_counts_ = counts
+        self.reliability_ = reliability_scores(probs, neighbors)
         self.history_ = history
         self.stage_seconds_ = seconds
         self.n_features_out_ = int(features.shape[1])
@@ -646,23 +699,24 @@ class SPICEClustering(
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
         view = (-1, 1, 1) if profile.kind == "image" else (-1,)
         standardize = Standardize(mean.view(view), std.view(view))
-        backbone = build_backbone(self._backbone_spec(), profile)
+        named = self._published_weights()
+        backbone = build_backbone(
+            self._backbone_spec(), profile, pretrained=named is True
+        )
         resize = None
         if isinstance(self.input_size, Integral):
             resize = Resize(self.input_size)
-        named = self._torchvision_weights()
-        if named is not None:
-            preprocess = load_torchvision_weights(backbone, self.backbone, named)
-            # The weights' own normalisation (broadcast over grayscale, which
-            # the trunk then sees as three channels) and input size.
-            standardize = Standardize(
-                torch.tensor(preprocess.mean).view(-1, 1, 1),
-                torch.tensor(preprocess.std).view(-1, 1, 1),
+        if named is True:
+            cfg = backbone.data_config()
+            standardize, resize = self._pretrained_input(
+                cfg["mean"], cfg["std"], min(cfg["input_size"][1:]), profile
             )
-            crop = int(preprocess.crop_size[0])
-            if self.input_size == "auto" and profile.image_size < crop:
-                resize = Resize(crop)
-        elif self.backbone_weights is not None:
+        elif named is not None:
+            preprocess = load_torchvision_weights(backbone, self.backbone, named)
+            standardize, resize = self._pretrained_input(
+                preprocess.mean, preprocess.std, preprocess.crop_size[0], profile
+            )
+        elif self.backbone_weights not in (None, False):
             load_weights(backbone, self.backbone_weights)
         model = _FeatureModel(standardize, backbone, resize).to(device)
         if profile.kind == "image":
@@ -671,12 +725,28 @@ class SPICEClustering(
             model = model.to(memory_format=torch.channels_last)
         return model, make_augmenter(profile, mean, std, flip=self.horizontal_flip_)
 
+    def _pretrained_input(self, mean, std, size, profile):
+        """Standardisation and resizing that pretrained weights expect.
+
+        Their own normalisation replaces the data's (broadcast over
+        grayscale, which the trunk then sees as three channels); images
+        smaller than their ``size`` grow to it unless ``input_size`` is an int.
+        """
+        standardize = Standardize(
+            torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+        )
+        if isinstance(self.input_size, Integral):
+            return standardize, Resize(self.input_size)
+        if profile.image_size < int(size):
+            return standardize, Resize(int(size))
+        return standardize, None
+
     def _train_features(self, model, data, augmenter, run):
         """Stage 1: MoCo v2 contrastive learning (skipped at 0 epochs)."""
         n = data.shape[0]
         # Small data sets need many epochs; large ones at least ten.
         epochs = self._epochs(self.feature_epochs, n, max(300_000, 10 * n), 10, 300)
-        if self.feature_epochs == "auto" and self.backbone_weights is not None:
+        if self.feature_epochs == "auto" and self.backbone_weights not in (None, False):
             epochs = 0  # pretrained: stage 2 starts from the given features
         if epochs == 0:
             return
@@ -724,7 +794,8 @@ class SPICEClustering(
         return min(int(self.n_neighbors), n)
 
     def _reliable_labels(self, probs, neighbors, seed):
-        """Confident samples that agree with their neighbours, balanced."""
+        """Confident samples that agree with their neighbours, balanced;
+        returns the labels and the per-cluster counts."""
         n, k = probs.shape
         return reliable_pseudo_labels(
             probs,
@@ -733,6 +804,7 @@ class SPICEClustering(
             consistency=self.consistency_ratio,
             min_per_cluster=max(1, n // (20 * k)),
             random_state=seed,
+            return_counts=True,
         )
 
     def _semi_epochs(self, n):
@@ -781,8 +853,8 @@ class SPICEClustering(
 
         The file is a plain state dict (``torch.save``), to be passed back as
         ``backbone_weights`` in another fit with the same ``backbone``, e.g.
-        with ``feature_epochs=0`` to skip stage 1. For a torchvision backbone
-        it is in torchvision's own format (without the classifier).
+        with ``feature_epochs=0`` to skip stage 1. For a torchvision or timm
+        backbone it is in that library's own format (without the classifier).
 
         Parameters
         ----------

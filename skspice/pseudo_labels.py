@@ -7,6 +7,8 @@
   matrix).
 * :func:`reliable_pseudo_labels` - SPICE-Semi: keep samples that are confident
   and agree with their feature-space neighbours, balanced across clusters.
+* :func:`reliability_scores` - the same two criteria as a graded per-sample
+  score.
 
 Nothing here knows of models, data loading or ground truth.
 """
@@ -19,6 +21,7 @@ import torch
 __all__ = [
     "knn_indices",
     "prototype_pseudo_labels",
+    "reliability_scores",
     "reliable_pseudo_labels",
     "spectral_coordinates",
 ]
@@ -212,6 +215,7 @@ def reliable_pseudo_labels(
     min_per_cluster=1,
     balance=True,
     random_state=None,
+    return_counts=False,
 ):
     """Reliable pseudo-labels (SPICE-Semi's labelled set).
 
@@ -220,11 +224,13 @@ def reliable_pseudo_labels(
     top probability exceeds ``confidence``. Clusters are then balanced by
     randomly keeping as many samples per cluster as the smallest one has.
 
-    A cluster with fewer than ``min_per_cluster`` reliable samples would empty
-    the whole set after balancing (the reference code then cannot train).
-    Instead its most confident members (samples predicted in it, else the
+    A cluster with fewer than ``min_per_cluster`` reliable samples (meant to
+    be a small floor: a cluster with almost none) would empty the whole set
+    after balancing (the reference code then cannot train). Only for such a
+    cluster, its most confident members (samples predicted in it, else the
     samples with the highest probability for it) are added to reach
-    ``min_per_cluster``, and a ``UserWarning`` says so.
+    ``min_per_cluster``; a ``UserWarning`` says so and ``return_counts``
+    reports how many.
 
     Parameters
     ----------
@@ -242,11 +248,17 @@ def reliable_pseudo_labels(
         Subsample every cluster to the size of the smallest one.
     random_state : int, numpy.random.Generator or None
         Seed for the balancing subsample.
+    return_counts : bool, default=False
+        Also return the per-cluster counts of the selection.
 
     Returns
     -------
     labels : numpy.ndarray of shape (n,)
         Cluster id for reliable samples, ``-1`` elsewhere.
+    counts : dict of numpy.ndarray of shape (K,)
+        Only with ``return_counts``: ``"passed"`` (samples that passed the
+        confidence and neighbour test), ``"added"`` (samples the fallback
+        added) and ``"kept"`` (labelled samples after balancing).
     """
     probs = torch.as_tensor(probs).float().cpu()
     neighbors = torch.as_tensor(neighbors).cpu()
@@ -258,7 +270,8 @@ def reliable_pseudo_labels(
 
     min_per_cluster = int(min(max(min_per_cluster, 1), n // k))
     counts = np.bincount(labels[labels >= 0], minlength=k)
-    filled = []
+    passed = counts.copy()
+    filled, added = [], np.zeros(k, dtype=np.int64)
     for c in range(k):
         if counts[c] >= min_per_cluster:
             continue
@@ -279,6 +292,7 @@ def reliable_pseudo_labels(
                 counts[labels[i]] -= 1
             labels[i] = c
             counts[c] += 1
+            added[c] += 1
         filled.append(c)
     if filled:
         warnings.warn(
@@ -296,4 +310,37 @@ def reliable_pseudo_labels(
             members = np.flatnonzero(labels == c)
             drop = rng.permutation(members)[keep:]
             labels[drop] = UNLABELED
+    if return_counts:
+        kept = np.bincount(labels[labels >= 0], minlength=k)
+        return labels, {"passed": passed, "added": added, "kept": kept}
     return labels
+
+
+def reliability_scores(probs, neighbors):
+    """Per-sample reliability in [0, 1]: confidence times neighbour agreement.
+
+    The two quantities of SPICE's reliable test, as one graded score: a
+    sample's top probability times the fraction of its ``k`` nearest
+    neighbours (itself included) that share its predicted cluster. A sample
+    that passes the test with the defaults (confidence above 0.99, agreement
+    at least 0.9) scores at least 0.89; one that is confident but sits among
+    another cluster's samples, or agrees with its neighbours only by a
+    hesitant prediction, scores low.
+
+    Parameters
+    ----------
+    probs : torch.Tensor of shape (n, K)
+        Cluster probabilities.
+    neighbors : torch.Tensor of shape (n, k)
+        Neighbour indices, e.g. from :func:`knn_indices`.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n,)
+        Reliability scores (float64).
+    """
+    probs = torch.as_tensor(probs).double().cpu()
+    neighbors = torch.as_tensor(neighbors).cpu()
+    conf, pred = probs.max(dim=1)
+    agree = (pred[neighbors] == pred[:, None]).double().mean(dim=1)
+    return (conf * agree).numpy()

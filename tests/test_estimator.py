@@ -43,6 +43,22 @@ def test_fitted_attributes(fitted, digits):
     assert stages == ["feature", "feature", "self-label", "semi"]
     assert all(np.isfinite(r["loss"]) for r in fitted.history_)
     assert set(fitted.selected_head_) == {"head", "epoch", "loss"}
+    # How the labelled set was formed, per cluster, also in stage 3's history.
+    counts = fitted.reliable_counts_
+    assert set(counts) == {"passed", "added", "kept"}
+    assert all(c.shape == (10,) and (c >= 0).all() for c in counts.values())
+    np.testing.assert_array_equal(
+        counts["kept"],
+        np.bincount(fitted.reliable_labels_[fitted.reliable_mask_], minlength=10),
+    )
+    assert (counts["kept"] <= counts["passed"] + counts["added"]).all()
+    semi = next(r for r in fitted.history_ if r["stage"] == "semi")
+    assert semi["reliable_kept"] == counts["kept"].tolist()
+    # Per-sample reliability: confidence times neighbour agreement.
+    assert fitted.reliability_.shape == (n,)
+    assert (fitted.reliability_ >= 0).all() and (fitted.reliability_ <= 1).all()
+    top = fitted.predict_proba(X).max(1)
+    assert (fitted.reliability_ <= top + 1e-6).all()
     assert 0 <= fitted.selected_head_["head"] < 2
 
 

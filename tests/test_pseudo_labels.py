@@ -9,6 +9,7 @@ from skspice.pseudo_labels import (
     UNLABELED,
     knn_indices,
     prototype_pseudo_labels,
+    reliability_scores,
     reliable_pseudo_labels,
     spectral_coordinates,
 )
@@ -442,3 +443,73 @@ def test_spectral_coordinates_deterministic_and_validated():
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="needs more samples"):
         spectral_coordinates(feats[:2], 2)
+
+
+def test_reliable_counts_without_fallback():
+    pred, probs, neighbors = _unbalanced_case()
+    labels, counts = reliable_pseudo_labels(
+        probs, neighbors, random_state=0, return_counts=True
+    )
+    assert counts["passed"].tolist() == [12, 5, 3]
+    assert counts["added"].tolist() == [0, 0, 0]
+    assert counts["kept"].tolist() == [3, 3, 3]
+    np.testing.assert_array_equal(
+        counts["kept"], np.bincount(labels[labels >= 0], minlength=3)
+    )
+    # The counts do not change the labels.
+    np.testing.assert_array_equal(
+        labels, reliable_pseudo_labels(probs, neighbors, random_state=0)
+    )
+
+
+def test_reliable_counts_report_the_fallback():
+    # Cluster 2 has a single reliable sample; the floor of 3 adds two more,
+    # its own most confident members (samples 18 and 19, unsure ones).
+    pred = np.array([0] * 8 + [1] * 8 + [2] * 4)
+    conf = np.array([0.999] * 16 + [0.999, 0.6, 0.9, 0.8])
+    probs = _onehot_probs(pred, conf, 3)
+    neighbors = torch.tensor(
+        [
+            [i] + [j for j in range(20) if pred[j] == pred[i] and j != i][:2]
+            for i in range(20)
+        ]
+    )
+    with pytest.warns(UserWarning, match=r"clusters \[2\]"):
+        labels, counts = reliable_pseudo_labels(
+            probs, neighbors, min_per_cluster=3, random_state=0, return_counts=True
+        )
+    assert counts["passed"].tolist() == [8, 8, 1]
+    assert counts["added"].tolist() == [0, 0, 2]
+    assert counts["kept"].tolist() == [3, 3, 3]
+    assert np.flatnonzero(labels == 2).tolist() == [16, 18, 19]
+    # A floor the clusters already reach adds nothing and warns nothing.
+    _, counts = reliable_pseudo_labels(
+        probs, neighbors, min_per_cluster=1, return_counts=True
+    )
+    assert counts["added"].tolist() == [0, 0, 0]
+    assert counts["kept"].tolist() == [1, 1, 1]
+
+
+def test_reliability_scores_are_confidence_times_agreement():
+    pred = [0, 0, 0, 1, 1, 1]
+    conf = [0.999, 0.9, 0.5, 0.8, 0.999, 0.7]
+    probs = _onehot_probs(pred, conf, 2)
+    neighbors = torch.tensor(
+        [
+            [0, 1, 2, 3],
+            [1, 0, 2, 4],
+            [2, 0, 1, 5],
+            [3, 4, 5, 0],
+            [4, 3, 5, 1],
+            [5, 1, 2, 0],
+        ]
+    )
+    scores = reliability_scores(probs, neighbors)
+    agree = np.array([0.75, 0.75, 0.75, 0.75, 0.75, 0.25])
+    np.testing.assert_allclose(scores, np.array(conf) * agree, rtol=1e-6)
+    assert scores.dtype == np.float64 and scores.shape == (6,)
+    assert (scores >= 0).all() and (scores <= 1).all()
+    # A reliable sample under the default test scores at least 0.99 * 0.9.
+    probs = _onehot_probs([0] * 10, 0.995, 2)
+    neighbors = torch.stack([torch.roll(torch.arange(10), -i) for i in range(10)])
+    assert (reliability_scores(probs, neighbors) >= 0.99 * 0.9).all()

@@ -76,9 +76,12 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, keys):
-        n = self.queue.shape[0]
+        n, b = self.queue.shape[0], keys.shape[0]
+        if b > n:  # a batch larger than the queue: only its newest n keys fit
+            self.queue_ptr.add_(b - n)
+            keys = keys[-n:]
         idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % n
-        self.queue[idx] = keys[-n:] if keys.shape[0] > n else keys
+        self.queue[idx] = keys
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % n)
 
     def forward(self, x_q, x_k, gen):

@@ -323,8 +323,6 @@ def train_self_label(
     """
     if prototype_space is None:
         prototype_space = F.normalize(clean_features, dim=1)
-    for p in backbone.parameters():
-        p.requires_grad_(False)
     heads = ClusterHeads(clean_features.shape[1], n_clusters, n_heads).to(device)
     stage = SelfLabelStage(
         backbone,
@@ -342,11 +340,17 @@ def train_self_label(
         device=device,
     )
     opt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=0.0)
-    run_stage(
-        stage, opt, epochs, history=history, verbose=verbose, checkpoint=checkpoint
-    )
-    for p in backbone.parameters():
-        p.requires_grad_(True)
+    trainable = [p.requires_grad for p in backbone.parameters()]
+    try:
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        run_stage(
+            stage, opt, epochs, history=history, verbose=verbose, checkpoint=checkpoint
+        )
+    finally:
+        # The caller's flags come back, also when training fails.
+        for p, flag in zip(backbone.parameters(), trainable):
+            p.requires_grad_(flag)
     head = heads.head(stage.best_head)
     head.load_state_dict(stage.best_state)
     info = {"head": stage.best_head, "epoch": stage.best_epoch, "loss": stage.best_loss}
