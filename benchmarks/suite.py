@@ -45,7 +45,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.run import flatten_pixels, run_method, update_docs  # noqa: E402
+from benchmarks.measure import flatten_pixels, run_method  # noqa: E402
+from benchmarks.params import parse_params  # noqa: E402
+from benchmarks.report import update_docs  # noqa: E402
 from skspice.datasets import (  # noqa: E402
     FASHION_MNIST_PATH,
     load_digits_images,
@@ -299,17 +301,6 @@ def build_parser():
     p.add_argument("--title", default="Generalisation suite", help="section heading")
     p.add_argument("--redo", action="store_true", help="rerun finished fits")
     return p
-
-
-def parse_params(items):
-    """``["name=literal", ...]`` from ``--param`` as a parameter dict."""
-    import ast
-
-    params = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        params[key] = ast.literal_eval(value)
-    return params
 
 
 def main(argv=None):

@@ -437,15 +437,54 @@ class TabularAugmenter:
         return torch.where(mask, self.mean.to(x.device).expand_as(x), x)
 
     def contrastive(self, x, gen):
-        """Noise at 0.3 standard deviations and 30 % of features masked."""
+        """Noise at 0.3 standard deviations and 30 % of features masked.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, d)
+            Rows to augment.
+        gen : torch.Generator
+            Generator on ``x``'s device.
+
+        Returns
+        -------
+        torch.Tensor of shape (B, d)
+            The augmented rows (a new tensor).
+        """
         return self._view(x, gen, 0.3, 0.3)
 
     def weak(self, x, gen):
-        """Noise at 0.05 standard deviations, nothing masked."""
+        """Noise at 0.05 standard deviations, nothing masked.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, d)
+            Rows to augment.
+        gen : torch.Generator
+            Generator on ``x``'s device.
+
+        Returns
+        -------
+        torch.Tensor of shape (B, d)
+            The augmented rows (a new tensor).
+        """
         return self._view(x, gen, 0.05, 0.0)
 
     def strong(self, x, gen):
-        """Noise at 0.3 standard deviations and 30 % of features masked."""
+        """Noise at 0.3 standard deviations and 30 % of features masked.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, d)
+            Rows to augment.
+        gen : torch.Generator
+            Generator on ``x``'s device.
+
+        Returns
+        -------
+        torch.Tensor of shape (B, d)
+            The augmented rows (a new tensor).
+        """
         return self._view(x, gen, 0.3, 0.3)
 
 

@@ -144,6 +144,25 @@ def background_contrast(x):
     -------
     torch.Tensor of shape (B, 1, H, W)
         Contrast maps in [0, 1], float32.
+
+    Examples
+    --------
+    A red square on blue and a black square on white have the same map:
+
+    >>> import torch
+    >>> from skspice.contrast import background_contrast
+    >>> red_on_blue = torch.zeros(1, 3, 8, 8)
+    >>> red_on_blue[:, 2] = 1.0
+    >>> red_on_blue[:, :, 2:6, 2:6] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]
+    >>> black_on_white = torch.ones(1, 1, 8, 8)
+    >>> black_on_white[:, :, 2:6, 2:6] = 0.0
+    >>> maps = background_contrast(red_on_blue)
+    >>> maps.shape
+    torch.Size([1, 1, 8, 8])
+    >>> torch.equal(maps, background_contrast(black_on_white))
+    True
+    >>> maps[0, 0, 0, 0].item(), maps[0, 0, 3, 3].item()
+    (0.0, 1.0)
     """
     x = x.float()
     bg = background_color(x)[:, :, None, None]

@@ -9,6 +9,8 @@ Every loader reads files that are already on disk; nothing is downloaded.
   pickle batches of CIFAR-10 and CIFAR-100.
 * :func:`load_image_folder` -- one sub-folder per class, any image format
   Pillow can read.
+* :func:`load_dataset` -- any of the above by name, optionally a seeded
+  random subset.
 
 Images come back as ``uint8`` arrays of shape ``(n, H, W)`` (grayscale) or
 ``(n, H, W, 3)`` (colour, channels last) and labels as ``int64`` arrays of
@@ -27,9 +29,11 @@ from PIL import Image, UnidentifiedImageError
 from sklearn.datasets import load_digits
 
 __all__ = [
+    "DATASET_NAMES",
     "FASHION_MNIST_PATH",
     "load_cifar10",
     "load_cifar100",
+    "load_dataset",
     "load_digits_images",
     "load_fashion_mnist",
     "load_image_folder",
@@ -609,3 +613,101 @@ def load_image_folder(
     if return_class_names:
         return X, y, [d.name for d in class_dirs]
     return X, y
+
+
+# ----------------------------------------------------------------------------
+# by name
+# ----------------------------------------------------------------------------
+
+#: Names :func:`load_dataset` knows.
+DATASET_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100", "folder")
+
+
+def load_dataset(
+    name, data_path=None, n_samples=None, seed=0, image_size=None, return_info=False
+):
+    """Load a data set by name, optionally a seeded random subset of it.
+
+    Parameters
+    ----------
+    name : {"digits", "fashion-mnist", "cifar10", "cifar100", "folder"}
+        Which data set: :func:`load_digits_images`,
+        :func:`load_fashion_mnist`, :func:`load_cifar10`,
+        :func:`load_cifar100` (the 20 coarse super-classes) or
+        :func:`load_image_folder`; all splits (``subset="all"``).
+    data_path : str or os.PathLike, default=None
+        Folder of the data set files; required for ``"cifar10"``,
+        ``"cifar100"`` and ``"folder"``, optional for ``"fashion-mnist"``
+        (default :data:`FASHION_MNIST_PATH`), unused for ``"digits"``.
+    n_samples : int, default=None
+        Size of a random subset, drawn without replacement with ``seed`` and
+        kept in data set order. ``None``, or at least the data set size,
+        keeps every image.
+    seed : int, default=0
+        Seed of the subset.
+    image_size : int or (int, int), default=None
+        ``"folder"`` only: the size images are resized to (``None``: the size
+        of the first image).
+    return_info : bool, default=False
+        Also return a dict describing the whole data set and the subset.
+
+    Returns
+    -------
+    X : ndarray of shape (n, H, W) or (n, H, W, 3)
+        The images: float32 in [0, 1] for ``"digits"``, uint8 in [0, 255]
+        otherwise.
+    y : ndarray of shape (n,), dtype int64
+        Class labels.
+    info : dict
+        Only when ``return_info`` is True: ``indices`` (sorted positions of
+        the returned images in the whole data set), ``n_total`` (size of the
+        whole data set), ``n_classes`` (classes of the whole data set) and
+        ``data_path`` (the folder read, ``None`` for ``"digits"``).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown, a required ``data_path`` is missing,
+        ``image_size`` is given for another data set than ``"folder"``, or
+        ``n_samples`` is not a positive int.
+
+    Examples
+    --------
+    >>> from skspice.datasets import load_dataset
+    >>> X, y = load_dataset("digits", n_samples=100, seed=0)
+    >>> X.shape, y.shape
+    ((100, 8, 8), (100,))
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"name must be one of {DATASET_NAMES}, got {name!r}.")
+    if data_path is None and name in ("cifar10", "cifar100", "folder"):
+        raise ValueError(f"data set {name!r} needs a data_path.")
+    if image_size is not None and name != "folder":
+        raise ValueError(f"image_size is only used by 'folder', not {name!r}.")
+    if n_samples is not None and (
+        not isinstance(n_samples, (int, np.integer)) or n_samples < 1
+    ):
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}.")
+    if name == "digits":
+        X, y = load_digits_images()
+    elif name == "fashion-mnist":
+        data_path = FASHION_MNIST_PATH if data_path is None else data_path
+        X, y = load_fashion_mnist(data_path)
+    elif name == "cifar10":
+        X, y = load_cifar10(data_path)
+    elif name == "cifar100":
+        X, y = load_cifar100(data_path, coarse=True)
+    else:
+        X, y = load_image_folder(data_path, image_size=image_size)
+    n_total = len(X)
+    indices = np.arange(n_total)
+    info = {"n_total": n_total, "n_classes": len(np.unique(y))}
+    if n_samples is not None and n_samples < n_total:
+        rng = np.random.default_rng(seed)
+        indices = np.sort(rng.choice(n_total, size=n_samples, replace=False))
+        X, y = X[indices], y[indices]
+    if not return_info:
+        return X, y
+    info["indices"] = indices
+    info["data_path"] = None if data_path is None else os.fspath(data_path)
+    return X, y, info

@@ -35,6 +35,7 @@ from .backbones import (
 )
 from .contrast import background_contrast, has_flat_background
 from .inputs import InputProfile, as_model_input
+from .progress import message, phase
 from .pseudo_labels import (
     knn_indices,
     reliability_scores,
@@ -291,7 +292,24 @@ class SPICEClustering(
         Seeds weight initialisation, augmentation and sampling. An int gives
         identical results on the CPU.
     verbose : int, default=0
-        Print one line per epoch when positive.
+        What ``fit`` shows while it runs:
+
+        * ``0``: nothing;
+        * ``1``: one progress bar per stage on stderr (a widget in Jupyter,
+          through ``tqdm.auto``) over all the stage's optimiser steps,
+          updated every step, with the epoch's running ``loss`` and the
+          stage's own values: ``inst_acc`` (MoCo's instance-discrimination
+          accuracy) in stage 1, ``best_head`` and ``best_loss`` in stage 2,
+          ``labelled`` (reliable-set size) and ``mask_rate`` (share of
+          FixMatch targets) in stage 3; and one line on stdout when a long
+          step outside training (features, kNN, reliable labels) starts;
+        * ``2`` and more: also one line per epoch (its ``history_`` values)
+          and per finished step.
+
+        Whatever ``verbose`` is, the same messages are logged at INFO level
+        on the ``skspice`` loggers (``logging.getLogger("skspice")``), which
+        have no handler of their own: e.g.
+        ``logging.basicConfig(level=logging.INFO)`` shows them.
 
     Attributes
     ----------
@@ -355,11 +373,23 @@ class SPICEClustering(
 
     Examples
     --------
+    A few epochs on 100 digits, to show the API (the defaults train for
+    minutes and cluster far better):
+
     >>> from skspice import SPICEClustering
     >>> from skspice.datasets import load_digits_images
     >>> X, y = load_digits_images()
-    >>> labels = SPICEClustering(n_clusters=10, random_state=0).fit_predict(X)
-    ... # doctest: +SKIP
+    >>> model = SPICEClustering(
+    ...     n_clusters=10, feature_epochs=1, self_epochs=1, semi_epochs=1,
+    ...     batch_size=32, random_state=0,
+    ... )
+    >>> labels = model.fit_predict(X[:100])
+    >>> labels.shape
+    (100,)
+    >>> model.embedding_.shape
+    (100, 128)
+    >>> [record["stage"] for record in model.history_]
+    ['feature', 'self-label', 'semi']
     """
 
     _parameter_constraints = {
@@ -575,6 +605,18 @@ class SPICEClustering(
         -------
         self : SPICEClustering
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from skspice import SPICEClustering
+        >>> from skspice.datasets import load_digits_images
+        >>> X, _ = load_digits_images()
+        >>> model = SPICEClustering(
+        ...     n_clusters=10, feature_epochs=1, self_epochs=1, semi_epochs=1,
+        ...     batch_size=32, random_state=0,
+        ... ).fit(X[:100])
+        >>> model.labels_.shape, model.reliability_.shape
+        ((100,), (100,))
         """
         try:
             self._fit_all(X)
@@ -613,7 +655,10 @@ class SPICEClustering(
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            self._fit(self._model_input(data), device, seed, ckpt)
+            if self.contrast_normalization_:
+                with phase(self.verbose, f"[input] contrast maps of {n:,} images"):
+                    data = self._model_input(data)
+            self._fit(data, device, seed, ckpt)
         if ckpt is not None:
             ckpt.remove()
 
@@ -638,27 +683,39 @@ class SPICEClustering(
         with _timed(seconds, "feature"):
             self._train_features(model, data, augmenter, run)
             model.eval()
-            features = apply_in_batches(model, data, 1024, device)
+            with phase(self.verbose, f"[feature] computing features of {n:,} samples"):
+                features = apply_in_batches(model, data, 1024, device)
             embedding = F.normalize(features, dim=1)
 
         with _timed(seconds, "self-label"):
             space = None  # the reference: prototypes among the embeddings
             if self.prototype_space == "spectral" and n > k + 1:
-                space = spectral_coordinates(embedding, k, random_state=seed)
+                with phase(self.verbose, "[self-label] spectral coordinates"):
+                    space = spectral_coordinates(embedding, k, random_state=seed)
             network, selected = self._train_heads(
                 model, data, features, space, augmenter, run
             )
-            probs = _probabilities(network, data, device)
+            text = f"[self-label] cluster probabilities of {n:,} samples"
+            with phase(self.verbose, text):
+                probs = _probabilities(network, data, device)
             self_labels = probs.argmax(1).numpy()
 
         with _timed(seconds, "semi"):
             reliable = np.full(n, -1)
             counts = {key: np.zeros(k, dtype=np.int64) for key in _RELIABLE_COUNTS}
-            neighbors = knn_indices(embedding, self._n_neighbors(n))
+            n_nb = self._n_neighbors(n)
+            text = f"[semi] finding {n_nb} nearest neighbours of {n:,} samples"
+            with phase(self.verbose, text):
+                neighbors = knn_indices(embedding, n_nb)
             if self._semi_epochs(n) > 0:
-                reliable, counts = self._reliable_labels(probs, neighbors, seed)
+                with phase(self.verbose, "[semi] selecting reliable pseudo-labels"):
+                    reliable, counts = self._reliable_labels(probs, neighbors, seed)
+                kept = int((reliable >= 0).sum())
+                message(self.verbose, f"[semi] labelled set: {kept:,} of {n:,} samples")
                 network = self._train_semi(network, data, reliable, augmenter, run)
-                probs = _probabilities(network, data, device)
+                text = f"[semi] cluster probabilities of {n:,} samples"
+                with phase(self.verbose, text):
+                    probs = _probabilities(network, data, device)
                 # The labelled set's make-up goes with stage 3's first epoch.
                 first = next(r for r in history if r["stage"] == "semi")
                 first.update({f"reliable_{c}": counts[c].tolist() for c in counts})
@@ -916,6 +973,18 @@ class SPICEClustering(
         -------
         ndarray of shape (n_samples,)
             Cluster labels in ``[0, n_clusters)``.
+
+        Examples
+        --------
+        >>> from skspice import SPICEClustering
+        >>> from skspice.datasets import load_digits_images
+        >>> X, _ = load_digits_images()
+        >>> model = SPICEClustering(
+        ...     n_clusters=10, feature_epochs=1, self_epochs=1, semi_epochs=1,
+        ...     batch_size=32, random_state=0,
+        ... ).fit(X[:100])
+        >>> model.predict(X[100:110]).shape
+        (10,)
         """
         return self.predict_proba(X).argmax(1)
 
@@ -932,6 +1001,7 @@ class SPICEClustering(
         Returns
         -------
         ndarray of shape (n_samples,)
+            Cluster labels in ``[0, n_clusters)``.
         """
         return self.fit(X).labels_
 
@@ -945,7 +1015,20 @@ class SPICEClustering(
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out_)
+        ndarray of shape (n_samples, n_features)
+            Unit-length features; ``n_features`` is ``n_features_out_``.
+
+        Examples
+        --------
+        >>> from skspice import SPICEClustering
+        >>> from skspice.datasets import load_digits_images
+        >>> X, _ = load_digits_images()
+        >>> model = SPICEClustering(
+        ...     n_clusters=10, feature_epochs=1, self_epochs=1, semi_epochs=1,
+        ...     batch_size=32, random_state=0,
+        ... ).fit(X[:100])
+        >>> model.transform(X[:5]).shape
+        (5, 128)
         """
         out = self._forward(X, lambda net, x: F.normalize(net[0](x), dim=1))
         return out.numpy()

@@ -259,6 +259,26 @@ def reliable_pseudo_labels(
         Only with ``return_counts``: ``"passed"`` (samples that passed the
         confidence and neighbour test), ``"added"`` (samples the fallback
         added) and ``"kept"`` (labelled samples after balancing).
+
+    Examples
+    --------
+    Six samples in two clusters; sample 2 is not confident enough:
+
+    >>> import torch
+    >>> from skspice.pseudo_labels import reliable_pseudo_labels
+    >>> probs = torch.tensor([[0.995, 0.005], [0.999, 0.001], [0.6, 0.4],
+    ...                       [0.002, 0.998], [0.001, 0.999], [0.003, 0.997]])
+    >>> neighbors = torch.tensor([[0, 1], [1, 0], [2, 0], [3, 4], [4, 3], [5, 4]])
+    >>> reliable_pseudo_labels(probs, neighbors, balance=False)
+    array([ 0,  0, -1,  1,  1,  1])
+
+    Balanced, each cluster keeps as many samples as the smallest one:
+
+    >>> labels, counts = reliable_pseudo_labels(
+    ...     probs, neighbors, random_state=0, return_counts=True
+    ... )
+    >>> counts["passed"].tolist(), counts["kept"].tolist()
+    ([2, 3], [2, 2])
     """
     probs = torch.as_tensor(probs).float().cpu()
     neighbors = torch.as_tensor(neighbors).cpu()

@@ -3,8 +3,9 @@
 A stage supplies its batches, its loss and what to do after each optimiser
 step (momentum-encoder update, EMA, ...); the loop owns everything else:
 optimisation, the learning-rate schedule, the non-finite guard, the history
-and progress printing. Writing it once keeps the stages small and makes every
-stage behave the same under checkpointing and interruption.
+and progress reporting (:mod:`skspice.progress`). Writing it once keeps the
+stages small and makes every stage behave the same under checkpointing and
+interruption.
 """
 
 import math
@@ -12,6 +13,8 @@ import os
 import time
 
 import torch
+
+from .progress import StageProgress
 
 __all__ = ["Checkpointer", "Stage", "cosine_schedule", "run_stage"]
 
@@ -34,26 +37,84 @@ class Stage:
         raise NotImplementedError
 
     def batches(self, epoch):
-        """Yield the batches of one epoch; each is passed to :meth:`loss`."""
+        """Yield the batches of one epoch; each is passed to :meth:`loss`.
+
+        Parameters
+        ----------
+        epoch : int
+            Index of the epoch, from 0.
+
+        Yields
+        ------
+        object
+            Whatever :meth:`loss` takes.
+        """
         raise NotImplementedError
 
     def loss(self, batch):
-        """Scalar loss of one batch, with a graph to differentiate."""
+        """Scalar loss of one batch, with a graph to differentiate.
+
+        Parameters
+        ----------
+        batch : object
+            One item yielded by :meth:`batches`.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar.
+        """
         raise NotImplementedError
 
     def after_step(self):
         """Hook run after every optimiser step."""
 
     def end_epoch(self, epoch):
-        """Hook run after every epoch; returns extra values for the history."""
+        """Hook run after every epoch; returns extra values for the history.
+
+        Parameters
+        ----------
+        epoch : int
+            Index of the epoch that ended, from 0.
+
+        Returns
+        -------
+        dict
+            Added to the epoch's record in the history.
+        """
+        return {}
+
+    def progress_values(self):
+        """Values shown next to the loss on the progress bar (``verbose >= 1``).
+
+        Read as often as the bar redraws (10 times a second at most) and
+        after every epoch, so reading them may synchronise the device; keep
+        them few and short (numbers).
+
+        Returns
+        -------
+        dict of str to number
+        """
         return {}
 
     def state_dict(self):
-        """Everything a checkpoint needs to resume this stage (tensors, numbers)."""
+        """Everything a checkpoint needs to resume this stage (tensors, numbers).
+
+        Returns
+        -------
+        dict
+            Read back by :meth:`load_state_dict`.
+        """
         return {}
 
     def load_state_dict(self, state):
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what :meth:`state_dict` returned.
+
+        Parameters
+        ----------
+        state : dict
+            A value returned by :meth:`state_dict`.
+        """
 
 
 class Checkpointer:
@@ -110,7 +171,24 @@ class Checkpointer:
             torch.cuda.set_rng_state_all(state["cuda"])
 
     def restore(self, stage, optimizer, scheduler, history):
-        """Load ``stage``'s saved state; return the number of finished epochs."""
+        """Load ``stage``'s saved state; return the number of finished epochs.
+
+        Parameters
+        ----------
+        stage : Stage
+            The stage to restore (found by its ``name``).
+        optimizer : torch.optim.Optimizer
+            Its optimiser, restored in place.
+        scheduler : torch.optim.lr_scheduler.LRScheduler or None
+            Its schedule, restored in place.
+        history : list of dict
+            Replaced in place by the saved history.
+
+        Returns
+        -------
+        int
+            Epochs already finished; 0 when nothing was saved for ``stage``.
+        """
         saved = self.state["stages"].get(stage.name)
         if saved is None:
             return 0
@@ -123,7 +201,21 @@ class Checkpointer:
         return int(saved["epoch"])
 
     def save(self, stage, optimizer, scheduler, epochs_done, history):
-        """Record ``stage`` after ``epochs_done`` epochs and write the file."""
+        """Record ``stage`` after ``epochs_done`` epochs and write the file.
+
+        Parameters
+        ----------
+        stage : Stage
+            The stage to save (under its ``name``).
+        optimizer : torch.optim.Optimizer
+            Its optimiser.
+        scheduler : torch.optim.lr_scheduler.LRScheduler or None
+            Its schedule.
+        epochs_done : int
+            Epochs finished so far.
+        history : list of dict
+            The training history so far.
+        """
         self.state["stages"][stage.name] = {
             "epoch": epochs_done,
             "stage": stage.state_dict(),
@@ -205,7 +297,13 @@ def run_stage(
         ``loss`` (mean over the epoch's steps), ``seconds`` and the values
         returned by ``stage.end_epoch``.
     verbose : int, default=0
-        Print one line per epoch when positive.
+        0: silent; 1: a tqdm progress bar on stderr over all the stage's steps
+        (``stage.steps_per_epoch() * n_epochs``), updated every step, with the
+        epoch's running loss and ``stage.progress_values()``; 2 and more:
+        also one line per epoch on stdout. Whatever ``verbose`` is, every
+        epoch is logged at INFO level on the ``skspice.progress`` logger (the
+        history values; the record itself as the log record's
+        ``history_record``). See :mod:`skspice.progress`.
     start_epoch : int, default=0
         First epoch to run (0-based), to resume from a checkpoint.
     on_epoch_end : callable, optional
@@ -221,44 +319,41 @@ def run_stage(
     history = [] if history is None else history
     if checkpoint is not None:
         start_epoch = checkpoint.restore(stage, optimizer, scheduler, history)
-    for epoch in range(start_epoch, n_epochs):
-        start = time.perf_counter()
-        total, steps = 0.0, 0
-        for batch in stage.batches(epoch):
-            loss = stage.loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{stage.name}: the loss became {loss.item()} at epoch "
-                    f"{epoch + 1}, step {steps + 1}. Training diverged; try a lower "
-                    "learning rate or a smaller batch size."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            stage.after_step()
-            total += loss.item()
-            steps += 1
-        record = {
-            "stage": stage.name,
-            "epoch": epoch + 1,
-            "loss": total / max(steps, 1),
-        }
-        record.update(stage.end_epoch(epoch))
-        record["seconds"] = time.perf_counter() - start
-        history.append(record)
-        if verbose > 0:
-            extras = " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in record.items()
-                if k not in ("stage", "epoch")
-            )
-            print(f"[{stage.name}] epoch {epoch + 1}/{n_epochs} {extras}", flush=True)
-        if checkpoint is not None:
-            checkpoint.save(stage, optimizer, scheduler, epoch + 1, history)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+    with StageProgress(stage, n_epochs, start_epoch, verbose) as progress:
+        for epoch in range(start_epoch, n_epochs):
+            progress.start_epoch(epoch)
+            start = time.perf_counter()
+            total, steps = 0.0, 0
+            for batch in stage.batches(epoch):
+                loss = stage.loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{stage.name}: the loss became {loss.item()} at epoch "
+                        f"{epoch + 1}, step {steps + 1}. Training diverged; try a "
+                        "lower learning rate or a smaller batch size."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                stage.after_step()
+                total += loss.item()
+                steps += 1
+                progress.step(total / steps)
+            record = {
+                "stage": stage.name,
+                "epoch": epoch + 1,
+                "loss": total / max(steps, 1),
+            }
+            record.update(stage.end_epoch(epoch))
+            record["seconds"] = time.perf_counter() - start
+            history.append(record)
+            progress.end_epoch(record)
+            if checkpoint is not None:
+                checkpoint.save(stage, optimizer, scheduler, epoch + 1, history)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
     return history
 
 

@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 run = load_benchmark_script("run")
+measure = load_benchmark_script("measure")
+params_module = load_benchmark_script("params")
+report = load_benchmark_script("report")
 
 TINY_ARGS = [
     "--dataset",
@@ -97,7 +100,7 @@ def test_results_json(real_run):
 
 def test_results_md_and_stdout(real_run):
     text = (real_run["out"] / "results.md").read_text()
-    table = run.render_markdown(real_run["results"])
+    table = report.render_markdown(real_run["results"])
     assert table in text
     assert table == real_run["stdout"]
     lines = table.strip().splitlines()
@@ -109,11 +112,22 @@ def test_results_md_and_stdout(real_run):
     assert "python benchmarks/run.py --dataset digits" in text
 
 
+def _png_size(fig):
+    """Pixel size of ``fig`` saved by ``run.save_cluster_grid``."""
+    width, height = fig.get_size_inches() * run.GRID_DPI
+    return round(width), round(height)
+
+
 def test_clusters_png(real_run):
+    from skspice.plotting import plot_cluster_grid
+
+    labels = np.load(real_run["out"] / "labels.npz")["spice"]
+    images = np.zeros((len(labels), 8, 8), dtype=np.float32)
+    fig = plot_cluster_grid(images, labels, proba=np.eye(10)[labels])
     with Image.open(real_run["out"] / "clusters.png") as image:
-        assert image.size == run.grid_size(10, (8, 8))
-        # 8x8 digits are upscaled to 32 px: 72 + 10 * 34 + 2 by 2 + 10 * 34.
-        assert image.size == (414, 342)
+        # One row per cluster (all 10) and 10 images per row.
+        assert image.size == _png_size(fig)
+        assert image.size[0] > image.size[1] / 2 and image.size[1] > 300
 
 
 def test_docs_written(real_run):
@@ -205,44 +219,43 @@ def test_docs_rerun_and_two_datasets(real_run, tmp_path, monkeypatch, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["n_classes"] == 3 and results["image_shape"] == [8, 8]
     with Image.open(out / "clusters.png") as image:
-        assert image.size == run.grid_size(3, (8, 8))
+        three_rows = run.save_cluster_grid(
+            tmp_path / "g.png", np.zeros((3, 8, 8)), [0, 1, 2], 3
+        )
+        assert image.size == _png_size(three_rows)
     assert "| KMeans (raw pixels, n_init=10) |" in capsys.readouterr().out
 
 
-def test_cluster_grid_layout():
-    images = np.zeros((7, 8, 8), dtype=np.float32)
-    images[:, 2:6, 2:6] = 1.0
+def test_cluster_grid_rows_and_random_samples(tmp_path):
+    # 7 images, clusters 1 and 3 empty: still one row each (4 rows).
+    images = np.arange(7, dtype=np.float32)[:, None, None] * np.ones((7, 8, 8)) / 7
     labels = np.array([0, 0, 0, 2, 2, 2, 2])
-    grid = run.cluster_grid(images, labels, n_clusters=4, per_cluster=3)
-    assert grid.mode == "RGB"
-    assert grid.size == run.grid_size(4, (8, 8), per_cluster=3)
-    assert grid.size == (72 + 3 * 34 + 2, 2 + 4 * 34)
-    pixels = np.asarray(grid)
-    # Row 0: three upscaled images (white square in a black 32x32 tile).
-    left, top = 72 + 2, 2
-    tile = pixels[top : top + 32, left : left + 32, 0]
-    assert tile[0, 0] == 0 and tile[8:24, 8:24].min() == 255
-    # Row 1 (empty cluster) has no tiles: only the white background.
-    assert pixels[36 : 36 + 32, 74:].min() == 255
-    # Row 3 (empty, beyond the labels' max) is there too.
-    assert pixels[2 + 3 * 34 : 2 + 3 * 34 + 32, 74:].min() == 255
-
-
-def test_cluster_grid_colour_and_large_images():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(5, 200, 100, 3), dtype=np.uint8)
-    grid = run.cluster_grid(images, [1, 1, 0, 0, 0], per_cluster=2)
-    # Downscaled to fit 96 px: 96 x 48 cells, two rows.
-    assert grid.size == (72 + 2 * (48 + 2) + 2, 2 + 2 * (96 + 2))
-    with pytest.raises(ValueError, match="one label per image"):
-        run.cluster_grid(images, [0, 1])
+    fig = run.save_cluster_grid(tmp_path / "g.png", images, labels, 4, per_cluster=2)
+    rows = [ax.get_ylabel() for ax in fig.axes[::2]]
+    assert rows == [
+        "cluster 0 (n=3)",
+        "cluster 1 (n=0)",
+        "cluster 2 (n=4)",
+        "cluster 3 (n=0)",
+    ]
+    with Image.open(tmp_path / "g.png") as image:
+        assert image.size == _png_size(fig)
+    # Two of cluster 2's four images, chosen with the seed.
+    shown = [ax.images[0].get_array()[0, 0] * 7 for ax in fig.axes[4:6]]
+    assert set(np.round(shown).astype(int)) <= {3, 4, 5, 6}
+    again = run.save_cluster_grid(tmp_path / "h.png", images, labels, 4, per_cluster=2)
+    assert [ax.images[0].get_array()[0, 0] for ax in again.axes[4:6]] == [
+        ax.images[0].get_array()[0, 0] for ax in fig.axes[4:6]
+    ]
+    with pytest.raises(ValueError, match="one per image"):
+        run.save_cluster_grid(tmp_path / "x.png", images, [0, 1], 2)
 
 
 def test_update_docs(tmp_path):
     docs = tmp_path / "sub" / "bench.md"
-    run.update_docs(docs, "digits", "## Digits\n\nfirst\n")
-    run.update_docs(docs, "cifar10", "## CIFAR-10\n\ncifar\n")
-    run.update_docs(docs, "digits", "## Digits\n\nsecond $1 \\1\n")
+    report.update_docs(docs, "digits", "## Digits\n\nfirst\n")
+    report.update_docs(docs, "cifar10", "## CIFAR-10\n\ncifar\n")
+    report.update_docs(docs, "digits", "## Digits\n\nsecond $1 \\1\n")
     text = docs.read_text()
     assert text.startswith("# Benchmarks")
     assert text.count("## Digits") == 1 and "first" not in text
@@ -253,8 +266,10 @@ def test_update_docs(tmp_path):
 
 
 def test_parse_params_and_cli_errors(capsys):
-    params = run.parse_params(
-        ["feature_epochs=5", "device=cuda", "image_shape=(8, 8)", "n_heads=2"]
+    parse_params = params_module.parse_params
+    params = parse_params(
+        ["feature_epochs=5", "device=cuda", "image_shape=(8, 8)", "n_heads=2"],
+        reserved=run.RESERVED_PARAMS,
     )
     assert params == {
         "feature_epochs": 5,
@@ -263,9 +278,9 @@ def test_parse_params_and_cli_errors(capsys):
         "n_heads": 2,
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        run.parse_params(["feature_epochs"])
+        parse_params(["feature_epochs"], reserved=run.RESERVED_PARAMS)
     with pytest.raises(ValueError, match="--seed"):
-        run.parse_params(["random_state=1"])
+        parse_params(["random_state=1"], reserved=run.RESERVED_PARAMS)
     with pytest.raises(SystemExit) as exc:
         run.main(["--dataset", "digits", "--param", "no_such_param=1"])
     assert exc.value.code == 2
@@ -279,18 +294,21 @@ def test_parse_params_and_cli_errors(capsys):
     assert "--n-samples" in capsys.readouterr().out
 
 
-def test_load_dataset_subset_is_seeded():
-    X1, y1, info1 = run.load_dataset("digits", n_samples=50, seed=3)
-    X2, y2, info2 = run.load_dataset("digits", n_samples=50, seed=3)
-    assert X1.shape == (50, 8, 8) and info1["n_classes"] == 10
-    np.testing.assert_array_equal(info1["indices"], info2["indices"])
-    assert np.all(np.diff(info1["indices"]) > 0)
-    _, _, info3 = run.load_dataset("digits", n_samples=5000)
-    assert info3["n_total"] == len(info3["indices"]) == 1797
+def test_flatten_pixels_scales_like_the_library():
+    from skspice.inputs import as_model_input
+
+    rng = np.random.default_rng(0)
+    for X in (
+        rng.integers(0, 256, size=(4, 5, 6), dtype=np.uint8),
+        rng.random((4, 5, 6)).astype(np.float32),
+        rng.integers(0, 256, size=(4, 5, 6, 3), dtype=np.uint8),
+    ):
+        expected = as_model_input(X)[0].transpose(0, 2, 3, 1).reshape(4, -1)
+        np.testing.assert_array_equal(measure.flatten_pixels(X), expected)
 
 
 def test_peak_rss_is_positive():
-    peak = run.peak_rss()
+    peak = measure.peak_rss()
     assert peak["peak_rss_mib"] > 0
     assert peak["peak_rss_source"] in ("VmHWM", "ru_maxrss")
 
@@ -298,11 +316,11 @@ def test_peak_rss_is_positive():
 def test_render_section_skipped_semi(real_run):
     results = json.loads(json.dumps(real_run["results"]))
     results["methods"]["spice"]["epochs_run"].pop("semi")
-    section = run.render_section(results, image_path="img/x.png", heading_level=3)
+    section = report.render_section(results, image_path="img/x.png", heading_level=3)
     assert section.startswith("### Digits")
     assert "Stage 3 was skipped" in section
     assert "![Random samples of each SPICE cluster](img/x.png)" in section
-    assert run.render_markdown(results) in section
+    assert report.render_markdown(results) in section
 
 
 # ----------------------------------------------------------------- slow runs

@@ -10,9 +10,11 @@ import pytest
 from PIL import Image
 
 from skspice.datasets import (
+    DATASET_NAMES,
     FASHION_MNIST_PATH,
     load_cifar10,
     load_cifar100,
+    load_dataset,
     load_digits_images,
     load_fashion_mnist,
     load_image_folder,
@@ -513,3 +515,78 @@ def test_image_folder_errors(tmp_path):
 def test_image_folder_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_image_folder(tmp_path, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# load_dataset (by name)
+# ---------------------------------------------------------------------------
+
+
+def test_load_dataset_subset_is_seeded():
+    X1, y1, info1 = load_dataset("digits", n_samples=50, seed=3, return_info=True)
+    X2, y2, info2 = load_dataset("digits", n_samples=50, seed=3, return_info=True)
+    assert X1.shape == (50, 8, 8) and info1["n_classes"] == 10
+    np.testing.assert_array_equal(info1["indices"], info2["indices"])
+    np.testing.assert_array_equal(X1, X2)
+    assert np.all(np.diff(info1["indices"]) > 0)
+    X_all, y_all = load_digits_images()
+    np.testing.assert_array_equal(X1, X_all[info1["indices"]])
+    np.testing.assert_array_equal(y1, y_all[info1["indices"]])
+    assert info1["n_total"] == 1797 and info1["data_path"] is None
+    _, _, info3 = load_dataset("digits", n_samples=5000, return_info=True)
+    assert info3["n_total"] == len(info3["indices"]) == 1797
+    X4, y4 = load_dataset("digits")
+    assert X4.shape == (1797, 8, 8) and y4.shape == (1797,)
+    _, _, info5 = load_dataset("digits", n_samples=50, seed=4, return_info=True)
+    assert not np.array_equal(info1["indices"], info5["indices"])
+
+
+def test_load_dataset_folder_and_cifar(tmp_path):
+    for name, value in (("b", 200), ("a", 10)):
+        (tmp_path / "shapes" / name).mkdir(parents=True)
+        for i in range(3):
+            gray(6, 4, value + i).save(tmp_path / "shapes" / name / f"{i}.png")
+    X, y, info = load_dataset(
+        "folder", tmp_path / "shapes", image_size=8, return_info=True
+    )
+    assert X.shape == (6, 8, 8) and X.dtype == np.uint8
+    np.testing.assert_array_equal(y, [0, 0, 0, 1, 1, 1])
+    assert info["n_classes"] == 2 and info["data_path"] == str(tmp_path / "shapes")
+
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder, n=1)
+    X, y = load_dataset("cifar10", tmp_path, n_samples=5, seed=1)
+    X_all, y_all = load_cifar10(tmp_path)
+    assert X.shape == (5, 32, 32, 3)
+    assert set(map(bytes, X)) <= set(map(bytes, X_all))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(name="mnist"), "name must be one of"),
+        (dict(name="cifar10"), "needs a data_path"),
+        (dict(name="folder"), "needs a data_path"),
+        (dict(name="digits", image_size=8), "image_size is only used"),
+        (dict(name="digits", n_samples=0), "n_samples must be a positive int"),
+        (dict(name="digits", n_samples=2.5), "n_samples must be a positive int"),
+    ],
+)
+def test_load_dataset_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset(**kwargs)
+    assert "digits" in DATASET_NAMES
+
+
+def test_load_dataset_real_fashion_mnist():
+    if not Path(FASHION_MNIST_PATH).is_dir():
+        pytest.skip(
+            f"{FASHION_MNIST_PATH} not found (apt-get install dataset-fashion-mnist)"
+        )
+    X, y, info = load_dataset("fashion-mnist", n_samples=300, seed=0, return_info=True)
+    assert X.shape == (300, 28, 28) and X.dtype == np.uint8
+    assert info["n_total"] == 70000 and info["n_classes"] == 10
+    assert info["data_path"] == FASHION_MNIST_PATH
+    X_all, y_all = load_fashion_mnist()
+    np.testing.assert_array_equal(X, X_all[info["indices"]])
+    np.testing.assert_array_equal(y, y_all[info["indices"]])

@@ -204,7 +204,7 @@ def test_run_stage_steps_scheduler_every_step():
 def test_run_stage_verbose_prints_one_line_per_epoch(capsys):
     stage = LinearRegression()
     opt = torch.optim.SGD(stage.parameters(), lr=0.05)
-    run_stage(stage, opt, 2, verbose=1)
+    run_stage(stage, opt, 2, verbose=2)  # 1: the bar alone (tests/test_progress.py)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("[toy] epoch 1/2 loss=")

@@ -55,6 +55,8 @@ class MoCo(nn.Module):
         self.temperature = temperature
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        #: Share of queries whose own key scored highest in the last batch.
+        self.last_accuracy = torch.zeros(())
 
     @torch.no_grad()
     def momentum_update(self):
@@ -106,6 +108,9 @@ class MoCo(nn.Module):
         logits = torch.cat([pos, neg], dim=1) / self.temperature
         target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         loss = F.cross_entropy(logits, target)
+        # Instance-discrimination accuracy (own key above every queued key),
+        # kept on the device: reading it would synchronise.
+        self.last_accuracy = (logits.detach().argmax(1) == 0).float().mean()
         self._enqueue(k)
         return loss
 
@@ -135,6 +140,7 @@ class MoCoStage(Stage):
         self.moco, self.data, self.augmenter = moco, data, augmenter
         self.batch_size, self.gen, self.device_gen = batch_size, gen, device_gen
         self.device = device
+        self._accuracy, self._steps = 0.0, 0
 
     def parameters(self):
         return [p for p in self.moco.parameters() if p.requires_grad]
@@ -144,6 +150,7 @@ class MoCoStage(Stage):
 
     def batches(self, epoch):
         self.moco.train()
+        self._accuracy, self._steps = 0.0, 0
         for idx in iterate_minibatches(self.data.shape[0], self.batch_size, self.gen):
             x = self.data[idx].to(self.device, non_blocking=True)
             yield (
@@ -152,10 +159,26 @@ class MoCoStage(Stage):
             )
 
     def loss(self, batch):
-        return self.moco(batch[0], batch[1], self.gen)
+        loss = self.moco(batch[0], batch[1], self.gen)
+        self._accuracy = self._accuracy + self.moco.last_accuracy
+        self._steps += 1
+        return loss
 
     def after_step(self):
         self.moco.momentum_update()
+
+    def progress_values(self):
+        """Instance-discrimination accuracy of the epoch so far.
+
+        Returns
+        -------
+        dict
+            ``inst_acc``: share of the epoch's queries so far whose own key
+            scores above every queued key (empty before the first step).
+        """
+        if not self._steps:
+            return {}
+        return {"inst_acc": float(self._accuracy) / self._steps}
 
     def state_dict(self):
         return {"moco": self.moco.state_dict()}

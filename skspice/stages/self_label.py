@@ -68,10 +68,17 @@ class ClusterHeads(nn.Module):
         return self.w2.shape[2]
 
     def forward(self, features):
-        """Logits of every head, shape ``(n_heads, batch, K)``.
+        """Compute the logits of every head.
 
-        ``features`` is ``(batch, d)`` (the same samples for every head) or
-        ``(n_heads, batch, d)`` (each head its own samples).
+        Parameters
+        ----------
+        features : torch.Tensor of shape (batch, d) or (n_heads, batch, d)
+            The same samples for every head, or each head its own samples.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_heads, batch, K)
+            Logits of every head.
         """
         if features.dim() == 2:
             hidden = torch.einsum("bd,hde->hbe", features, self.w1)
@@ -81,7 +88,19 @@ class ClusterHeads(nn.Module):
         return torch.bmm(hidden, self.w2) + self.b2[:, None]
 
     def head(self, index):
-        """Head ``index`` as a stand-alone ``nn.Sequential`` (a copy)."""
+        """Head ``index`` as a stand-alone ``nn.Sequential`` (a copy).
+
+        Parameters
+        ----------
+        index : int
+            Which head, in ``[0, n_heads)``.
+
+        Returns
+        -------
+        torch.nn.Sequential
+            ``Linear(d, d) -> ReLU -> Linear(d, K)`` with that head's weights,
+            on the heads' device.
+        """
         d, k = self.w2.shape[1], self.w2.shape[2]
         out = nn.Sequential(nn.Linear(self.w1.shape[1], d), nn.ReLU(), nn.Linear(d, k))
         with torch.no_grad():
@@ -124,6 +143,9 @@ class SelfLabelStage(Stage):
         CPU and ``device`` generators.
     device : torch.device
         Where training runs.
+    eval_batch_size : int, default=1024
+        Samples per forward pass when every head is scored on the whole data
+        set at the end of an epoch.
     """
 
     name = "self-label"
@@ -242,6 +264,18 @@ class SelfLabelStage(Stage):
             # head() already returns a detached copy: no second copy needed.
             self.best_state = self.heads.head(best).state_dict()
         return {"best_head_loss": float(losses[best]), "best_head": best}
+
+    def progress_values(self):
+        """The head kept so far and its pseudo-label loss.
+
+        Returns
+        -------
+        dict
+            ``best_head`` and ``best_loss`` (empty until the first epoch ends).
+        """
+        if self.best_head is None:
+            return {}
+        return {"best_head": self.best_head, "best_loss": self.best_loss}
 
     def state_dict(self):
         return {

@@ -151,6 +151,21 @@ class FixMatchStage(Stage):
         rate = sum(self._mask_rate) / max(1, len(self._mask_rate))
         return {"mask_rate": rate}
 
+    def progress_values(self):
+        """Labelled-set size and the epoch's FixMatch mask rate so far.
+
+        Returns
+        -------
+        dict
+            ``labelled``: samples in the reliable (labelled) set;
+            ``mask_rate``: share of the epoch's unlabelled samples so far
+            whose weak view was confident enough to become a target.
+        """
+        values = {"labelled": int(self.labeled.numel())}
+        if self._mask_rate:
+            values["mask_rate"] = sum(self._mask_rate) / len(self._mask_rate)
+        return values
+
     def state_dict(self):
         return {
             "network": self.network.state_dict(),
