@@ -35,6 +35,7 @@ from .backbones import (
 )
 from .contrast import background_contrast, has_flat_background
 from .inputs import InputProfile, as_model_input
+from .precision import PRECISIONS, resolve_precision
 from .progress import message, phase
 from .pseudo_labels import (
     knn_indices,
@@ -42,6 +43,7 @@ from .pseudo_labels import (
     reliable_pseudo_labels,
     spectral_coordinates,
 )
+from .samples import Samples, inference_batch_size
 from .stages import train_feature_model, train_self_label, train_semi
 from .training import Checkpointer, apply_in_batches
 
@@ -131,10 +133,26 @@ def _timed(seconds, name):
     seconds[name] = time.perf_counter() - start
 
 
-def _probabilities(network, data, device):
+def _probabilities(network, data, device, batch_size, precision):
     """Softmax cluster probabilities of ``network`` on ``data``, on the CPU."""
     network.eval()
-    return apply_in_batches(lambda x: network(x).softmax(-1), data, 1024, device)
+    return apply_in_batches(
+        lambda x: network(x).float().softmax(-1), data, batch_size, device, precision
+    )
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device):
+    """Let cuDNN pick the fastest kernels for the fixed batch shapes of a fit."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _auto_epochs(n_samples, sample_budget, lo, hi):
@@ -281,7 +299,19 @@ class SPICEClustering(
         Stage 3: confidence above which a weak view's prediction becomes a
         target for its strong view.
     device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
+        ``"auto"`` uses CUDA when available, else the CPU. The data set is
+        kept in its input dtype (uint8 images stay uint8) and converted batch
+        by batch on the device; on a GPU it is copied there once when it
+        takes at most a quarter of the free memory, else every batch travels
+        through pinned memory.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Float type of the forward passes (:mod:`skspice.precision`): weights,
+        optimiser state and results stay fp32, matrix products and
+        convolutions run under ``torch.autocast`` in the lower precision
+        (fp16 with a gradient scaler). ``"auto"`` is bf16 on CUDA GPUs that
+        support it and fp32 elsewhere; ``"bf16"`` on a CPU with native bf16
+        instructions is faster per step, but it is not the CPU default (see
+        the user guide's table).
     checkpoint_dir : str or os.PathLike, default=None
         Folder for epoch-end checkpoints of every stage (written atomically).
         A ``fit`` with the same data and parameters finds the checkpoint of an
@@ -355,6 +385,9 @@ class SPICEClustering(
     horizontal_flip_ : bool
         Whether the augmentations mirrored images (the resolved
         ``horizontal_flip``).
+    precision_ : str
+        The precision training ran in: ``"fp32"``, ``"bf16"`` or ``"fp16"``
+        (the resolved ``precision``).
     n_features_in_ : int
         Values per sample seen in ``fit`` (pixels times channels for images).
     n_features_out_ : int
@@ -433,6 +466,7 @@ class SPICEClustering(
         ],
         "fixmatch_threshold": [Interval(Real, 0, 1, closed="both")],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
         "checkpoint_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -463,6 +497,7 @@ class SPICEClustering(
         n_neighbors="auto",
         fixmatch_threshold=0.95,
         device="auto",
+        precision="auto",
         checkpoint_dir=None,
         random_state=None,
         verbose=0,
@@ -489,6 +524,7 @@ class SPICEClustering(
         self.n_neighbors = n_neighbors
         self.fixmatch_threshold = fixmatch_threshold
         self.device = device
+        self.precision = precision
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
@@ -501,11 +537,13 @@ class SPICEClustering(
             # validation gives its standard messages, n_features_in_ and
             # feature_names_in_ for DataFrames.
             X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
-        data, profile = as_model_input(X, image_shape=self.image_shape, profile=profile)
+        data, profile = as_model_input(
+            X, image_shape=self.image_shape, profile=profile, compact=True
+        )
         if reset:
             self._profile = profile
             self.n_features_in_ = profile.n_features
-        return torch.from_numpy(data)
+        return torch.from_numpy(data)  # uint8 images stay uint8
 
     def _resolve_views(self, data):
         """Decide contrast normalisation and flips for the training images."""
@@ -516,7 +554,7 @@ class SPICEClustering(
             # contrast map lifts KMeans on EfficientNet-Lite0 features from
             # 0.49 to 0.56 (Fashion-MNIST in random colours), 0.22 to 0.66
             # (digits in random colours); see docs/benchmarks.md.
-            contrast = image and has_flat_background(data)
+            contrast = image and has_flat_background(Samples(data).subsample(2000))
         self.contrast_normalization_ = bool(contrast) and image
         flip = self.horizontal_flip
         if flip == "auto":
@@ -581,11 +619,12 @@ class SPICEClustering(
             )
         return w
 
-    def _model_input(self, data):
-        """What the network sees: the images or their contrast maps."""
-        if not self.contrast_normalization_:
-            return data
-        return apply_in_batches(background_contrast, data, 4096, torch.device("cpu"))
+    def _samples(self, data):
+        """What the network sees, batch by batch: the images as float32 in
+        [0, 1], or their contrast maps."""
+        return Samples(
+            data, background_contrast if self.contrast_normalization_ else None
+        )
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -652,19 +691,23 @@ class SPICEClustering(
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         if ckpt is not None:
             ckpt.meta["seed"] = seed
+        precision = resolve_precision(self.precision, device)
+        self.precision_ = {None: "fp32", torch.bfloat16: "bf16"}.get(precision, "fp16")
+        samples = self._samples(data)
         cuda = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
+        with torch.random.fork_rng(devices=cuda), _cudnn_autotune(device):
             torch.manual_seed(seed)
-            if self.contrast_normalization_:
-                with phase(self.verbose, f"[input] contrast maps of {n:,} images"):
-                    data = self._model_input(data)
-            self._fit(data, device, seed, ckpt)
+            samples.place(device)
+            try:
+                self._fit(samples, device, precision, seed, ckpt)
+            finally:
+                samples.release()
         if ckpt is not None:
             ckpt.remove()
 
-    def _fit(self, data, device, seed, ckpt):
+    def _fit(self, data, device, precision, seed, ckpt):
         """SPICE, stage by stage; each stage's details live in its module."""
-        n, k = data.shape[0], self.n_clusters
+        n, k = len(data), self.n_clusters
         gen = torch.Generator().manual_seed(seed)
         device_gen = torch.Generator(device).manual_seed(seed + 1)
         if ckpt is not None:
@@ -677,14 +720,16 @@ class SPICEClustering(
             device=device,
             history=history,
             verbose=self.verbose,
+            precision=precision,
         )
         model, augmenter = self._build_feature_model(data, device)
+        eval_bs = self._inference_batch_size(model, data)
 
         with _timed(seconds, "feature"):
             self._train_features(model, data, augmenter, run)
             model.eval()
             with phase(self.verbose, f"[feature] computing features of {n:,} samples"):
-                features = apply_in_batches(model, data, 1024, device)
+                features = apply_in_batches(model, data, eval_bs, device, precision)
             embedding = F.normalize(features, dim=1)
 
         with _timed(seconds, "self-label"):
@@ -693,11 +738,11 @@ class SPICEClustering(
                 with phase(self.verbose, "[self-label] spectral coordinates"):
                     space = spectral_coordinates(embedding, k, random_state=seed)
             network, selected = self._train_heads(
-                model, data, features, space, augmenter, run
+                model, data, features, space, augmenter, run, eval_bs
             )
             text = f"[self-label] cluster probabilities of {n:,} samples"
             with phase(self.verbose, text):
-                probs = _probabilities(network, data, device)
+                probs = _probabilities(network, data, device, eval_bs, precision)
             self_labels = probs.argmax(1).numpy()
 
         with _timed(seconds, "semi"):
@@ -715,7 +760,7 @@ class SPICEClustering(
                 network = self._train_semi(network, data, reliable, augmenter, run)
                 text = f"[semi] cluster probabilities of {n:,} samples"
                 with phase(self.verbose, text):
-                    probs = _probabilities(network, data, device)
+                    probs = _probabilities(network, data, device, eval_bs, precision)
                 # The labelled set's make-up goes with stage 3's first epoch.
                 first = next(r for r in history if r["stage"] == "semi")
                 first.update({f"reliable_{c}": counts[c].tolist() for c in counts})
@@ -743,16 +788,24 @@ class SPICEClustering(
         self.history_ = history
         self.stage_seconds_ = seconds
         self.n_features_out_ = int(features.shape[1])
+        self._eval_batch_size_ = eval_bs
+
+    def _inference_batch_size(self, model, data):
+        """Samples per whole-data forward pass, from what the model sees
+        (pretrained weights may resize small images up to 224 px)."""
+        values = int(np.prod(data.sample_shape))
+        if isinstance(model.resize, Resize) and len(data.sample_shape) == 3:
+            values = 3 * model.resize.size**2
+        return inference_batch_size(values)
 
     def _build_feature_model(self, data, device):
         """Backbone behind a standardisation fitted on ``data``, and augmenter."""
         profile = self._profile
         if profile.kind == "image":
-            profile = InputProfile("image", tuple(data.shape[1:]))  # maybe 1 channel
+            profile = InputProfile("image", data.sample_shape)  # maybe 1 channel
         # Standardisation travels with the model, so predict and transform
         # take raw [0, 1] images like fit.
-        dims = (0, 2, 3) if profile.kind == "image" else (0,)
-        mean, std = data.mean(dim=dims), data.std(dim=dims)
+        mean, std = data.channel_stats()
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
         view = (-1, 1, 1) if profile.kind == "image" else (-1,)
         standardize = Standardize(mean.view(view), std.view(view))
@@ -800,7 +853,7 @@ class SPICEClustering(
 
     def _train_features(self, model, data, augmenter, run):
         """Stage 1: MoCo v2 contrastive learning (skipped at 0 epochs)."""
-        n = data.shape[0]
+        n = len(data)
         # Small data sets need many epochs; large ones at least ten.
         epochs = self._epochs(self.feature_epochs, n, max(300_000, 10 * n), 10, 300)
         if self.feature_epochs == "auto" and self.backbone_weights not in (None, False):
@@ -823,9 +876,9 @@ class SPICEClustering(
             **run,
         )
 
-    def _train_heads(self, model, data, features, space, augmenter, run):
+    def _train_heads(self, model, data, features, space, augmenter, run, eval_bs):
         """Stage 2: SPICE-Self; returns backbone + selected head, and its info."""
-        n, k = data.shape[0], self.n_clusters
+        n, k = len(data), self.n_clusters
         head, selected = train_self_label(
             model,
             data,
@@ -840,6 +893,7 @@ class SPICEClustering(
             batch_size=128,
             n_repeat=8,
             center_ratio=0.5,
+            encode_batch_size=eval_bs,
             **run,
         )
         return nn.Sequential(model, head).eval(), selected
@@ -869,7 +923,7 @@ class SPICEClustering(
 
     def _train_semi(self, network, data, reliable, augmenter, run):
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""
-        n = data.shape[0]
+        n = len(data)
         return train_semi(
             network.to(run["device"]),
             data,
@@ -938,11 +992,18 @@ class SPICEClustering(
     # ---------------------------------------------------------------- predict
     def _forward(self, X, fn):
         check_is_fitted(self)
-        data = self._model_input(self._validate_input(X, reset=False))
+        data = self._samples(self._validate_input(X, reset=False))
         device = _resolve_device(self.device, for_inference=True)
         net = self.network_.to(device).eval()
+        try:  # the fit's precision, where this device can run it
+            precision = resolve_precision(getattr(self, "precision_", "fp32"), device)
+        except ValueError:
+            precision = None
+        batch_size = getattr(self, "_eval_batch_size_", 1024)
         try:
-            return apply_in_batches(lambda x: fn(net, x), data, 1024, device)
+            return apply_in_batches(
+                lambda x: fn(net, x).float(), data, batch_size, device, precision
+            )
         finally:
             self.network_ = net.cpu()
 

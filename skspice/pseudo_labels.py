@@ -79,7 +79,7 @@ def prototype_pseudo_labels(probs, features, center_ratio=0.5):
     return nearest.reshape(-1), labels, prototypes
 
 
-def knn_indices(features, k, chunk_size=2048):
+def knn_indices(features, k, chunk_size=None):
     """Indices of each sample's ``k`` nearest neighbours by cosine similarity.
 
     The sample itself is included (it is its own nearest neighbour), as in the
@@ -92,8 +92,9 @@ def knn_indices(features, k, chunk_size=2048):
         L2-normalised embeddings.
     k : int
         Neighbours per sample, at most ``n``.
-    chunk_size : int, default=2048
-        Rows per similarity block.
+    chunk_size : int, optional
+        Rows per similarity block; by default as many as keep a block at
+        about 2**23 similarities (32 MiB), at least 64 and at most 2048.
 
     Returns
     -------
@@ -103,6 +104,8 @@ def knn_indices(features, k, chunk_size=2048):
     n = features.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}] for {n} samples, got {k}.")
+    if chunk_size is None:
+        chunk_size = int(min(2048, max(64, 2**23 // n)))
     out = torch.empty((n, k), dtype=torch.long, device=features.device)
     for start in range(0, n, chunk_size):
         block = features[start : start + chunk_size] @ features.T

@@ -14,7 +14,9 @@ import time
 
 import torch
 
+from .precision import autocast, grad_scaler
 from .progress import StageProgress
+from .samples import as_samples
 
 __all__ = ["Checkpointer", "Stage", "cosine_schedule", "run_stage"]
 
@@ -170,7 +172,7 @@ class Checkpointer:
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 
-    def restore(self, stage, optimizer, scheduler, history):
+    def restore(self, stage, optimizer, scheduler, history, scaler=None):
         """Load ``stage``'s saved state; return the number of finished epochs.
 
         Parameters
@@ -183,6 +185,8 @@ class Checkpointer:
             Its schedule, restored in place.
         history : list of dict
             Replaced in place by the saved history.
+        scaler : torch.amp.GradScaler, optional
+            fp16 gradient scaler, restored in place.
 
         Returns
         -------
@@ -196,11 +200,13 @@ class Checkpointer:
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         self._set_rng_state(saved["rng"])
         history[:] = saved["history"]
         return int(saved["epoch"])
 
-    def save(self, stage, optimizer, scheduler, epochs_done, history):
+    def save(self, stage, optimizer, scheduler, epochs_done, history, scaler=None):
         """Record ``stage`` after ``epochs_done`` epochs and write the file.
 
         Parameters
@@ -215,6 +221,8 @@ class Checkpointer:
             Epochs finished so far.
         history : list of dict
             The training history so far.
+        scaler : torch.amp.GradScaler, optional
+            fp16 gradient scaler.
         """
         self.state["stages"][stage.name] = {
             "epoch": epochs_done,
@@ -223,6 +231,7 @@ class Checkpointer:
             "scheduler": scheduler.state_dict() if scheduler is not None else {},
             "rng": self._rng_state(),
             "history": [dict(r) for r in history],
+            "scaler": scaler.state_dict() if scaler is not None else {},
         }
         self.write()
 
@@ -279,6 +288,8 @@ def run_stage(
     start_epoch=0,
     on_epoch_end=None,
     checkpoint=None,
+    device=None,
+    precision=None,
 ):
     """Train one stage for ``n_epochs`` epochs.
 
@@ -311,21 +322,36 @@ def run_stage(
     checkpoint : Checkpointer, optional
         Resume from this stage's saved state (overriding ``start_epoch``) and
         save after every epoch.
+    device : torch.device, optional
+        Where the stage computes (for autocast); the CPU when None.
+    precision : torch.dtype, optional
+        Autocast dtype of the forward passes (batches and loss) from
+        :func:`~skspice.precision.resolve_precision`; None for fp32. fp16
+        adds a gradient scaler; backward passes run outside autocast.
 
     Returns
     -------
     history : list of dict
     """
     history = [] if history is None else history
+    device = torch.device("cpu") if device is None else device
+    scaler = grad_scaler(device, precision)
     if checkpoint is not None:
-        start_epoch = checkpoint.restore(stage, optimizer, scheduler, history)
+        start_epoch = checkpoint.restore(stage, optimizer, scheduler, history, scaler)
     with StageProgress(stage, n_epochs, start_epoch, verbose) as progress:
         for epoch in range(start_epoch, n_epochs):
             progress.start_epoch(epoch)
             start = time.perf_counter()
             total, steps = 0.0, 0
-            for batch in stage.batches(epoch):
-                loss = stage.loss(batch)
+            batches = iter(stage.batches(epoch))
+            while True:
+                # Views and forward passes in low precision; backward and the
+                # optimiser step outside autocast, as PyTorch recommends.
+                with autocast(device, precision):
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    loss = stage.loss(batch).float()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"{stage.name}: the loss became {loss.item()} at epoch "
@@ -333,8 +359,9 @@ def run_stage(
                         "lower learning rate or a smaller batch size."
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 if scheduler is not None:
                     scheduler.step()
                 stage.after_step()
@@ -351,7 +378,9 @@ def run_stage(
             history.append(record)
             progress.end_epoch(record)
             if checkpoint is not None:
-                checkpoint.save(stage, optimizer, scheduler, epoch + 1, history)
+                checkpoint.save(
+                    stage, optimizer, scheduler, epoch + 1, history, scaler
+                )
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
     return history
@@ -383,27 +412,32 @@ def iterate_minibatches(n, batch_size, gen, drop_last=True):
 
 
 @torch.no_grad()
-def apply_in_batches(fn, data, batch_size, device):
+def apply_in_batches(fn, data, batch_size, device, precision=None):
     """Evaluate ``fn`` on ``data`` chunk by chunk, gathering results on the CPU.
 
     Parameters
     ----------
     fn : callable
-        Maps a batch on ``device`` to a tensor.
-    data : torch.Tensor
-        Samples on the CPU (or already on ``device``).
+        Maps a float32 batch on ``device`` to a tensor.
+    data : Samples or torch.Tensor
+        The samples (:class:`~skspice.samples.Samples` convert stored uint8
+        images batch by batch).
     batch_size : int
         Samples per chunk; bounds memory.
     device : torch.device
         Where ``fn`` runs.
+    precision : torch.dtype, optional
+        Autocast dtype (None: fp32).
 
     Returns
     -------
     torch.Tensor
-        Concatenated outputs on the CPU.
+        Concatenated outputs on the CPU, float32 for floating outputs.
     """
-    outs = [
-        fn(data[i : i + batch_size].to(device, non_blocking=True)).cpu()
-        for i in range(0, data.shape[0], batch_size)
-    ]
+    device = torch.device(device)
+    outs = []
+    for x in as_samples(data).batches(batch_size, device):
+        with autocast(device, precision):
+            out = fn(x)
+        outs.append((out.float() if out.is_floating_point() else out).cpu())
     return torch.cat(outs)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..samples import as_samples
 from ..training import Stage, cosine_schedule, iterate_minibatches, run_stage
 
 __all__ = ["MoCo", "MoCoStage", "train_feature_model"]
@@ -79,6 +80,7 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def _enqueue(self, keys):
         n, b = self.queue.shape[0], keys.shape[0]
+        keys = keys.to(self.queue.dtype)  # bf16/fp16 under autocast
         if b > n:  # a batch larger than the queue: only its newest n keys fit
             self.queue_ptr.add_(b - n)
             keys = keys[-n:]
@@ -122,8 +124,8 @@ class MoCoStage(Stage):
     ----------
     moco : MoCo
         The model (on ``device``).
-    data : torch.Tensor
-        All training samples (CPU).
+    data : Samples or torch.Tensor
+        All training samples (see :mod:`skspice.samples`).
     augmenter : ImageAugmenter or TabularAugmenter
         Supplies ``contrastive`` views.
     batch_size : int
@@ -137,7 +139,7 @@ class MoCoStage(Stage):
     name = "feature"
 
     def __init__(self, moco, data, augmenter, batch_size, gen, device_gen, device):
-        self.moco, self.data, self.augmenter = moco, data, augmenter
+        self.moco, self.data, self.augmenter = moco, as_samples(data), augmenter
         self.batch_size, self.gen, self.device_gen = batch_size, gen, device_gen
         self.device = device
         self._accuracy, self._steps = 0.0, 0
@@ -146,13 +148,14 @@ class MoCoStage(Stage):
         return [p for p in self.moco.parameters() if p.requires_grad]
 
     def steps_per_epoch(self):
-        return max(1, self.data.shape[0] // min(self.batch_size, self.data.shape[0]))
+        n = len(self.data)
+        return max(1, n // min(self.batch_size, n))
 
     def batches(self, epoch):
         self.moco.train()
         self._accuracy, self._steps = 0.0, 0
-        for idx in iterate_minibatches(self.data.shape[0], self.batch_size, self.gen):
-            x = self.data[idx].to(self.device, non_blocking=True)
+        for idx in iterate_minibatches(len(self.data), self.batch_size, self.gen):
+            x = self.data.fetch(idx, self.device)
             yield (
                 self.augmenter.contrastive(x, self.device_gen),
                 self.augmenter.contrastive(x, self.device_gen),
@@ -205,6 +208,7 @@ def train_feature_model(
     history=None,
     verbose=0,
     checkpoint=None,
+    precision=None,
 ):
     """Train ``backbone`` in place with MoCo v2 (SGD, cosine schedule).
 
@@ -212,8 +216,8 @@ def train_feature_model(
     ----------
     backbone : torch.nn.Module
         Feature extractor (on ``device``), trained in place.
-    data : torch.Tensor
-        Training samples (CPU).
+    data : Samples or torch.Tensor
+        Training samples.
     augmenter : ImageAugmenter or TabularAugmenter
         Supplies contrastive views.
     epochs, batch_size : int
@@ -232,6 +236,8 @@ def train_feature_model(
         Progress printing.
     checkpoint : Checkpointer, optional
         Resume from and save epoch-end checkpoints.
+    precision : torch.dtype, optional
+        Autocast dtype (None: fp32); see :mod:`skspice.precision`.
 
     Returns
     -------
@@ -250,5 +256,7 @@ def train_feature_model(
         history=history,
         verbose=verbose,
         checkpoint=checkpoint,
+        device=device,
+        precision=precision,
     )
     return moco

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..pseudo_labels import prototype_pseudo_labels
+from ..samples import as_samples
 from ..training import Stage, apply_in_batches, iterate_minibatches, run_stage
 
 __all__ = ["ClusterHeads", "SelfLabelStage", "train_self_label"]
@@ -120,8 +121,8 @@ class SelfLabelStage(Stage):
         Frozen feature extractor (on ``device``).
     heads : ClusterHeads
         Heads to train (on ``device``).
-    data : torch.Tensor
-        All samples (CPU).
+    data : Samples or torch.Tensor
+        All samples (see :mod:`skspice.samples`).
     clean_features : torch.Tensor of shape (n, d)
         Backbone features of the un-augmented ``data`` (CPU); the heads'
         inputs when they are scored.
@@ -146,6 +147,10 @@ class SelfLabelStage(Stage):
     eval_batch_size : int, default=1024
         Samples per forward pass when every head is scored on the whole data
         set at the end of an epoch.
+    encode_batch_size : int, default=1024
+        Images per backbone forward pass when a pseudo-label batch is encoded
+        (``pseudo_batch`` can be 500 x K images; encoding it in one pass
+        would hold all their activations at once).
     """
 
     name = "self-label"
@@ -167,16 +172,19 @@ class SelfLabelStage(Stage):
         device_gen,
         device,
         eval_batch_size=1024,
+        encode_batch_size=1024,
     ):
+        data = as_samples(data)
         self.backbone, self.heads, self.data = backbone, heads, data
         self.clean_features = clean_features
         self.embeddings = prototype_space
         self.augmenter = augmenter
-        self.pseudo_batch = min(pseudo_batch, data.shape[0])
+        self.pseudo_batch = min(pseudo_batch, len(data))
         self.batch_size, self.n_repeat = batch_size, n_repeat
         self.center_ratio = center_ratio
         self.gen, self.device_gen, self.device = gen, device_gen, device
         self.eval_batch_size = eval_batch_size
+        self.encode_batch_size = encode_batch_size
         self.best_loss = float("inf")
         self.best_head = None
         self.best_epoch = None
@@ -191,20 +199,25 @@ class SelfLabelStage(Stage):
         return max(1, n_labels // min(self.batch_size, n_labels)) * self.n_repeat
 
     def steps_per_epoch(self):
-        return (self.data.shape[0] // self.pseudo_batch) * self._round_steps()
+        return (len(self.data) // self.pseudo_batch) * self._round_steps()
 
-    def _features(self, x, view):
-        with torch.no_grad():
-            return self.backbone(view(x, self.device_gen))
+    @torch.no_grad()
+    def _encode(self, chunk):
+        """Backbone features of weak and strong views of ``chunk``, computed
+        ``encode_batch_size`` images at a time."""
+        weak, strong = [], []
+        for part in chunk.split(self.encode_batch_size):
+            x = self.data.fetch(part, self.device)
+            weak.append(self.backbone(self.augmenter.weak(x, self.device_gen)))
+            strong.append(self.backbone(self.augmenter.strong(x, self.device_gen)))
+        return torch.cat(weak).float(), torch.cat(strong).float()
 
     def batches(self, epoch):
         self.backbone.eval()
-        n = self.data.shape[0]
+        n = len(self.data)
         for chunk in iterate_minibatches(n, self.pseudo_batch, self.gen):
-            x = self.data[chunk].to(self.device, non_blocking=True)
             emb = self.embeddings[chunk].to(self.device, non_blocking=True)
-            weak = self._features(x, self.augmenter.weak)
-            strong = self._features(x, self.augmenter.strong)
+            weak, strong = self._encode(chunk)
             self.heads.eval()
             with torch.no_grad():
                 probs = self.heads(weak).softmax(-1)
@@ -315,6 +328,8 @@ def train_self_label(
     history=None,
     verbose=0,
     checkpoint=None,
+    precision=None,
+    encode_batch_size=1024,
 ):
     """Train clustering heads on a frozen backbone and keep the best one.
 
@@ -322,8 +337,8 @@ def train_self_label(
     ----------
     backbone : torch.nn.Module
         Frozen feature extractor (on ``device``).
-    data : torch.Tensor
-        Training samples (CPU).
+    data : Samples or torch.Tensor
+        Training samples.
     clean_features : torch.Tensor of shape (n, d)
         Backbone features of the un-augmented samples (CPU).
     augmenter : ImageAugmenter or TabularAugmenter
@@ -347,6 +362,10 @@ def train_self_label(
         Progress printing.
     checkpoint : Checkpointer, optional
         Resume from and save epoch-end checkpoints.
+    precision : torch.dtype, optional
+        Autocast dtype (None: fp32); see :mod:`skspice.precision`.
+    encode_batch_size : int, default=1024
+        See :class:`SelfLabelStage`.
 
     Returns
     -------
@@ -372,6 +391,7 @@ def train_self_label(
         gen=gen,
         device_gen=device_gen,
         device=device,
+        encode_batch_size=encode_batch_size,
     )
     opt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=0.0)
     trainable = [p.requires_grad for p in backbone.parameters()]
@@ -379,7 +399,14 @@ def train_self_label(
         for p in backbone.parameters():
             p.requires_grad_(False)
         run_stage(
-            stage, opt, epochs, history=history, verbose=verbose, checkpoint=checkpoint
+            stage,
+            opt,
+            epochs,
+            history=history,
+            verbose=verbose,
+            checkpoint=checkpoint,
+            device=device,
+            precision=precision,
         )
     finally:
         # The caller's flags come back, also when training fails.

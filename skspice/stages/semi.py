@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..samples import as_samples
 from ..training import Stage, iterate_minibatches, run_stage
 
 __all__ = ["FixMatchStage", "train_semi"]
@@ -31,8 +32,8 @@ class FixMatchStage(Stage):
     ----------
     network : torch.nn.Module
         Backbone followed by the clustering head (on ``device``), trained.
-    data : torch.Tensor
-        All samples (CPU).
+    data : Samples or torch.Tensor
+        All samples (see :mod:`skspice.samples`).
     labels : numpy.ndarray of shape (n,)
         Reliable pseudo-labels, ``-1`` for unlabelled samples.
     augmenter : ImageAugmenter or TabularAugmenter
@@ -72,6 +73,7 @@ class FixMatchStage(Stage):
         device_gen,
         device,
     ):
+        data = as_samples(data)
         self.network, self.data, self.augmenter = network, data, augmenter
         self.ema = copy.deepcopy(network).eval()
         for p in self.ema.parameters():
@@ -81,7 +83,7 @@ class FixMatchStage(Stage):
         if self.labeled.numel() == 0:
             raise ValueError("the labelled set for SPICE-Semi is empty.")
         self.targets = labels
-        self.batch_size = min(batch_size, data.shape[0])
+        self.batch_size = min(batch_size, len(data))
         self.labeled_batch = max(1, self.batch_size // unlabeled_ratio)
         self.threshold, self.lambda_u = threshold, lambda_u
         self.ema_decay = ema_decay
@@ -93,7 +95,7 @@ class FixMatchStage(Stage):
         return self.network.parameters()
 
     def steps_per_epoch(self):
-        return max(1, self.data.shape[0] // self.batch_size)
+        return max(1, len(self.data) // self.batch_size)
 
     def _labeled_batches(self):
         # Cycle over the (usually small) labelled set in fresh permutations.
@@ -112,10 +114,10 @@ class FixMatchStage(Stage):
         self.network.train()
         self._mask_rate = []
         labeled = self._labeled_batches()
-        for idx_u in iterate_minibatches(self.data.shape[0], self.batch_size, self.gen):
+        for idx_u in iterate_minibatches(len(self.data), self.batch_size, self.gen):
             idx_l = next(labeled)
-            x_l = self.data[idx_l].to(self.device, non_blocking=True)
-            x_u = self.data[idx_u].to(self.device, non_blocking=True)
+            x_l = self.data.fetch(idx_l, self.device)
+            x_u = self.data.fetch(idx_u, self.device)
             aug = self.augmenter
             yield (
                 aug.weak(x_l, self.device_gen),
@@ -198,6 +200,7 @@ def train_semi(
     history=None,
     verbose=0,
     checkpoint=None,
+    precision=None,
 ):
     """Fine-tune backbone and head jointly with FixMatch; return the EMA model.
 
@@ -209,8 +212,8 @@ def train_semi(
     ----------
     network : torch.nn.Module
         Backbone followed by the selected head (on ``device``).
-    data : torch.Tensor
-        Training samples (CPU).
+    data : Samples or torch.Tensor
+        Training samples.
     labels : numpy.ndarray of shape (n,)
         Reliable pseudo-labels, ``-1`` elsewhere.
     augmenter : ImageAugmenter or TabularAugmenter
@@ -231,6 +234,8 @@ def train_semi(
         Progress printing.
     checkpoint : Checkpointer, optional
         Resume from and save epoch-end checkpoints.
+    precision : torch.dtype, optional
+        Autocast dtype (None: fp32); see :mod:`skspice.precision`.
 
     Returns
     -------
@@ -275,5 +280,7 @@ def train_semi(
         history=history,
         verbose=verbose,
         checkpoint=checkpoint,
+        device=device,
+        precision=precision,
     )
     return stage.ema.eval()

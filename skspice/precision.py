@@ -1,0 +1,93 @@
+"""Mixed precision: which float type the stages compute in, and how.
+
+``precision`` is one of :data:`PRECISIONS`. Lower precision runs the
+forward passes under :func:`torch.autocast` (matrix products and
+convolutions in bf16 or fp16, reductions and losses in fp32); the weights,
+optimiser state and every stored result stay fp32. fp16 needs a gradient
+scaler against underflowing gradients; bf16 has fp32's range and needs none.
+"""
+
+import contextlib
+
+import torch
+
+__all__ = ["PRECISIONS", "autocast", "grad_scaler", "resolve_precision"]
+
+#: Accepted values of the ``precision`` parameter.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision, device):
+    """The autocast dtype for ``precision`` on ``device`` (None for fp32).
+
+    ``"auto"`` is bf16 on CUDA GPUs that support it (Ampere and newer) and
+    fp32 elsewhere: on the CPU, bf16 speeds a step up only on processors
+    with native bf16 instructions and was not adopted as the default (see
+    the user guide).
+
+    Parameters
+    ----------
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        The requested precision.
+    device : torch.device
+        Where the stages run.
+
+    Returns
+    -------
+    torch.dtype or None
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or bf16 on a GPU without bf16 support.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            "precision='bf16' needs a GPU with bf16 support (compute capability "
+            "8.0 or newer); use 'fp16' or 'fp32' on this one."
+        )
+    return _DTYPES[precision]
+
+
+def autocast(device, dtype):
+    """Autocast context for ``dtype`` on ``device``; does nothing for None.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the computation runs.
+    dtype : torch.dtype or None
+        From :func:`resolve_precision`.
+
+    Returns
+    -------
+    context manager
+    """
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device, dtype):
+    """A gradient scaler, active only for fp16.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where training runs.
+    dtype : torch.dtype or None
+        From :func:`resolve_precision`.
+
+    Returns
+    -------
+    torch.amp.GradScaler
+        Disabled (a pass-through) unless ``dtype`` is fp16.
+    """
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

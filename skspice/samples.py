@@ -1,0 +1,238 @@
+"""Training samples kept compact, turned into model input one batch at a time.
+
+Images stay in the dtype they came in (uint8 photographs take a quarter of
+their float32 size) and become float32 in [0, 1] only batch by batch, on the
+device that trains; per-image input transforms (contrast maps) run there too.
+Every pass over the data (training batches, features, probabilities,
+``predict``) goes through :meth:`Samples.fetch`, so memory grows with the data
+set in its compact form and with one batch, not with the whole data set in
+float32.
+
+On a CUDA device the stored samples are moved to the GPU once when they fit
+in a share of its free memory; otherwise every batch is gathered into pinned
+(page-locked) host memory, so that the copy to the GPU is truly
+asynchronous.
+"""
+
+import numpy as np
+import torch
+
+__all__ = ["Samples", "as_samples", "inference_batch_size"]
+
+#: Share of the GPU's free memory the stored data set may take on the device.
+DEVICE_DATA_SHARE = 0.25
+#: Input values (pixels x channels x images) of one inference batch; bounds
+#: the activations of a whole-data pass whatever the image size.
+INFERENCE_VALUES = 8 * 2**20
+
+
+def inference_batch_size(values_per_sample, lo=32, hi=1024):
+    """Samples per forward pass of a whole-data pass (features, predict).
+
+    A power of two with about :data:`INFERENCE_VALUES` input values per batch,
+    within ``[lo, hi]``: 1024 for 28 px images, 32 for 224 px colour images.
+
+    Parameters
+    ----------
+    values_per_sample : int
+        Scalars in one model input (e.g. ``3 * 224 * 224``).
+    lo, hi : int, default=32, 1024
+        Bounds.
+
+    Returns
+    -------
+    int
+    """
+    raw = INFERENCE_VALUES / max(1, int(values_per_sample))
+    return int(np.clip(2 ** np.floor(np.log2(max(raw, 1))), lo, hi))
+
+
+def _to_unit(x):
+    """Stored samples to float32 in [0, 1] (uint8 scaled by 1/255)."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return x.float()
+
+
+class Samples:
+    """A data set in its stored dtype, handed out as float32 batches.
+
+    Parameters
+    ----------
+    raw : torch.Tensor
+        Images ``(n, C, H, W)`` as uint8 in [0, 255] or floats in [0, 1], or
+        tabular rows ``(n, d)``. Not copied; never modified.
+    transform : callable, optional
+        Per-sample input transform applied to every float batch on the
+        device, e.g. :func:`~skspice.contrast.background_contrast`. It must
+        treat each sample independently, so that batches of any size give the
+        same result.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skspice.samples import Samples
+    >>> s = Samples(torch.full((4, 1, 2, 2), 255, dtype=torch.uint8))
+    >>> len(s), s.sample_shape
+    (4, (1, 2, 2))
+    >>> s.fetch(torch.tensor([0, 3]), torch.device("cpu")).max().item()
+    1.0
+    """
+
+    def __init__(self, raw, transform=None):
+        self.raw = raw
+        self.transform = transform
+        self._device_raw = None
+        first = self._convert(raw[:1])
+        self.sample_shape = tuple(int(s) for s in first.shape[1:])
+
+    def __len__(self):
+        return int(self.raw.shape[0])
+
+    @property
+    def shape(self):
+        """``(n,) + sample_shape``: the shape of the model input."""
+        return (len(self),) + self.sample_shape
+
+    @property
+    def nbytes(self):
+        """Bytes of the stored samples."""
+        return self.raw.element_size() * self.raw.nelement()
+
+    def _convert(self, x):
+        x = _to_unit(x)
+        return self.transform(x) if self.transform is not None else x
+
+    def place(self, device, share=DEVICE_DATA_SHARE):
+        """Keep a copy of the stored samples on a CUDA ``device`` if it fits.
+
+        Parameters
+        ----------
+        device : torch.device
+            The training device; nothing happens unless it is CUDA.
+        share : float, default=DEVICE_DATA_SHARE
+            Largest share of the device's free memory the copy may take.
+
+        Returns
+        -------
+        bool
+            Whether the samples now live on ``device``.
+        """
+        self._device_raw = None
+        if device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(device)
+        if self.nbytes > share * free:
+            return False
+        self._device_raw = self.raw.to(device)
+        return True
+
+    def release(self):
+        """Drop the device copy made by :meth:`place`."""
+        self._device_raw = None
+
+    def fetch(self, idx, device):
+        """Float32 model input of the samples ``idx``, on ``device``.
+
+        Parameters
+        ----------
+        idx : torch.Tensor of int64 or slice
+            Which samples.
+        device : torch.device
+            Where the batch is needed.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(len(idx),) + sample_shape``, float32.
+        """
+        device = torch.device(device)
+        if self._device_raw is not None and self._device_raw.device == device:
+            if isinstance(idx, torch.Tensor):
+                idx = idx.to(device)
+            return self._convert(self._device_raw[idx])
+        batch = self.raw[idx]
+        if batch.device != device:
+            if device.type == "cuda" and batch.device.type == "cpu":
+                # Fancy indexing returns pageable memory, from which a
+                # non_blocking copy is synchronous; pinned memory makes it async.
+                batch = batch.pin_memory()
+            batch = batch.to(device, non_blocking=True)
+        return self._convert(batch)
+
+    def batches(self, batch_size, device):
+        """Consecutive float32 batches of all samples, in order.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        device : torch.device
+            Where the batches are needed.
+
+        Yields
+        ------
+        torch.Tensor
+        """
+        for start in range(0, len(self), batch_size):
+            yield self.fetch(slice(start, start + batch_size), device)
+
+    def subsample(self, max_samples):
+        """At most ``max_samples`` evenly spaced samples as float32, on the CPU.
+
+        Parameters
+        ----------
+        max_samples : int
+            Upper bound.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        step = max(1, -(-len(self) // max_samples))
+        return self.fetch(slice(None, None, step), torch.device("cpu"))
+
+    @torch.no_grad()
+    def channel_stats(self, batch_size=4096):
+        """Mean and standard deviation per channel (images) or per column.
+
+        Accumulated in float64 batch by batch, so the whole data set never
+        exists in float32 at once.
+
+        Parameters
+        ----------
+        batch_size : int, default=4096
+            Samples per batch.
+
+        Returns
+        -------
+        mean, std : torch.Tensor of float32
+            Shape ``(C,)`` for images, ``(d,)`` for rows.
+        """
+        dims = (0, 2, 3) if len(self.sample_shape) == 3 else (0,)
+        total = sq = None
+        count = 0
+        cpu = torch.device("cpu")
+        for x in self.batches(batch_size, cpu):
+            x = x.double()
+            s, s2 = x.sum(dim=dims), x.pow(2).sum(dim=dims)
+            total = s if total is None else total + s
+            sq = s2 if sq is None else sq + s2
+            count += x.numel() // s.numel()
+        mean = total / count
+        var = (sq - count * mean**2).clamp(min=0) / max(1, count - 1)
+        return mean.float(), var.sqrt().float()
+
+
+def as_samples(data):
+    """``data`` as :class:`Samples` (tensors are wrapped, Samples pass through).
+
+    Parameters
+    ----------
+    data : Samples or torch.Tensor
+
+    Returns
+    -------
+    Samples
+    """
+    return data if isinstance(data, Samples) else Samples(data)
