@@ -12,6 +12,7 @@ import os
 import torch
 from torch import nn
 
+from .defaults import auto_backbone
 from .weights import (
     load_state,
     read_checkpoint,
@@ -412,32 +413,37 @@ def _build_timm(spec, name, pretrained):
     return _TimmTrunk(name, pretrained=pretrained)
 
 
-def _auto_name(profile):
-    if profile.kind == "tabular":
-        return "mlp"
-    size = profile.image_size
-    if size <= 16:
-        return "small_cnn"
-    if size <= 64:
-        return "strided_cnn"
-    return "resnet18"
-
+#: Stages of basic blocks of the CIFAR-stem ResNets (``"cifar_resnet18"``...).
+CIFAR_RESNET_BLOCKS = {"cifar_resnet18": (2, 2, 2, 2), "cifar_resnet34": (3, 4, 6, 3)}
 
 #: Names accepted by ``backbone=`` besides any torchvision model name.
-BACKBONES = ("auto", "small_cnn", "strided_cnn", "small_resnet", "mlp")
+BACKBONES = (
+    "auto",
+    "small_cnn",
+    "strided_cnn",
+    "small_resnet",
+    "cifar_resnet18",
+    "cifar_resnet34",
+    "mlp",
+)
 #: Prefix of timm model names in ``backbone=`` (``"timm/resnet18"``).
 TIMM_PREFIX = "timm/"
 
 
-def build_backbone(spec, profile, pretrained=False):
+def build_backbone(spec, profile, pretrained=False, device="cpu"):
     """Build the backbone described by ``spec`` for inputs like ``profile``.
 
     Parameters
     ----------
     spec : str or torch.nn.Module
-        ``"auto"`` (chosen by input: :class:`MLP` for tabular rows,
-        :class:`SmallCNN` up to 16 px, :class:`StridedCNN` up to 64 px,
-        torchvision ``resnet18`` above), one of :data:`BACKBONES`, any
+        ``"auto"`` (chosen by input and ``device``,
+        :func:`skspice.defaults.auto_backbone`: :class:`MLP` for tabular
+        rows, :class:`SmallCNN` up to 16 px; on the CPU :class:`StridedCNN`
+        up to 64 px and torchvision ``resnet18`` above; on CUDA
+        ``"cifar_resnet18"`` up to 64 px and ``resnet34`` above), one of
+        :data:`BACKBONES` (``"cifar_resnet18"`` and ``"cifar_resnet34"`` are
+        ResNets with the CIFAR stem: a 3x3 stride-1 first convolution and no
+        max-pool, :class:`SmallResNet` at width 64), any
         torchvision classification model name (e.g. ``"resnet34"``),
         ``"timm/<name>"`` for a timm model (e.g. ``"timm/efficientnet_b0"``,
         needs the ``timm`` package), or a module mapping a batch to
@@ -449,6 +455,8 @@ def build_backbone(spec, profile, pretrained=False):
         Load the library's own pretrained weights (timm backbones only:
         through timm, from the Hugging Face hub cache). Torchvision weights
         are loaded by name with :func:`load_torchvision_weights` instead.
+    device : torch.device or str, default="cpu"
+        Where the backbone will train; decides what ``"auto"`` stands for.
 
     Returns
     -------
@@ -476,7 +484,7 @@ def build_backbone(spec, profile, pretrained=False):
         if not hasattr(spec, "out_features"):
             spec.out_features = _probe_out_features(spec, profile)
         return spec
-    name = _auto_name(profile) if spec == "auto" else spec
+    name = auto_backbone(profile, device) if spec == "auto" else spec
     if profile.kind == "tabular" and name != "mlp":
         raise ValueError(
             f"backbone={spec!r} needs image input but X is tabular (2-D rows); use "
@@ -493,6 +501,8 @@ def build_backbone(spec, profile, pretrained=False):
         return StridedCNN(c)
     if name == "small_resnet":
         return SmallResNet(c)
+    if name in CIFAR_RESNET_BLOCKS:
+        return SmallResNet(c, width=64, blocks=CIFAR_RESNET_BLOCKS[name])
     import torchvision
 
     if name not in torchvision.models.list_models(torchvision.models):

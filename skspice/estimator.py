@@ -34,6 +34,7 @@ from .backbones import (
     load_weights,
 )
 from .contrast import background_contrast, has_flat_background
+from .defaults import auto_batch_size, regime_for
 from .inputs import InputProfile, as_model_input
 from .precision import PRECISIONS, resolve_precision
 from .progress import message, phase
@@ -155,11 +156,6 @@ def _cudnn_autotune(device):
         torch.backends.cudnn.benchmark = before
 
 
-def _auto_epochs(n_samples, sample_budget, lo, hi):
-    """Epochs that visit about ``sample_budget`` samples, within [lo, hi]."""
-    return int(np.clip(round(sample_budget / n_samples), lo, hi))
-
-
 class SPICEClustering(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
 ):
@@ -183,10 +179,14 @@ class SPICEClustering(
     n_clusters : int, default=10
         Number of clusters.
     backbone : str, torch.nn.Module or (class, dict), default="auto"
-        Feature extractor. ``"auto"`` picks by input: an MLP for tabular rows,
-        ``"small_cnn"`` up to 16 px, ``"strided_cnn"`` up to 64 px and
-        torchvision's ``"resnet18"`` above. Also accepted: any torchvision
-        classification model name (``"resnet50"``); ``"timm/<name>"`` for any
+        Feature extractor. ``"auto"`` picks by input and device
+        (:mod:`skspice.defaults`): an MLP for tabular rows, ``"small_cnn"``
+        up to 16 px; on the CPU ``"strided_cnn"`` up to 64 px and
+        torchvision's ``"resnet18"`` above; on a CUDA GPU the paper's
+        ``"cifar_resnet18"`` (ResNet-18 with a CIFAR stem) up to 64 px and
+        ``"resnet34"`` above. Also accepted: ``"small_resnet"``,
+        ``"cifar_resnet34"``, any torchvision classification model name
+        (``"resnet50"``); ``"timm/<name>"`` for any
         timm model, its classifier removed (``"timm/efficientnet_b0"``, or
         with a pretrained tag ``"timm/resnet18.a1_in1k"``; needs
         ``pip install "skspice[timm]"``); a module mapping
@@ -251,21 +251,26 @@ class SPICEClustering(
         mirror-symmetric, such as clothing or objects.
     feature_epochs : int or "auto", default="auto"
         MoCo epochs; 0 skips stage 1. ``"auto"`` is 0 with
-        ``backbone_weights``, else visits about
-        ``max(300,000, 10 * n_samples)`` samples (between 10 and 300 epochs:
-        167 for 1,797 digits, 10 for 70,000 images).
+        ``backbone_weights``, else, on the CPU, visits about 300,000 samples
+        (between 10 and 300 epochs: 167 for 1,797 digits, 10 for 70,000
+        images) and on a CUDA GPU about 2,000,000 (between 20 and 500
+        epochs: 29 for 70,000 images). The table of every ``"auto"`` value
+        is in :mod:`skspice.defaults` and the user guide.
     self_epochs : int or "auto", default="auto"
         SPICE-Self epochs (at least 1: stage 2 always runs). ``"auto"`` visits
-        about 20,000 samples (between 3 and 50 epochs).
+        about 20,000 samples on the CPU (between 3 and 50 epochs) and 300,000
+        on a GPU (between 5 and 100).
     semi_epochs : int or "auto", default="auto"
         SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 50,000
-        samples (between 1 and 50 epochs).
+        samples on the CPU (between 1 and 50 epochs) and 500,000 on a GPU
+        (between 2 and 100).
     batch_size : int or "auto", default="auto"
         Images per optimiser step in stage 1 and unlabelled images per step in
-        stage 3; stage 2 uses batches of 128 pseudo-labelled samples.
-        ``"auto"`` uses 256, or for small data sets the largest power of two
-        up to ``n_samples / 4`` (at least 16), so that an epoch has several
-        steps.
+        stage 3 is twice that; stage 2 uses batches of 128 pseudo-labelled
+        samples. ``"auto"`` uses 256 (on the CPU 32 for images over 64 px,
+        whose activations are large), or for small data sets the largest
+        power of two up to ``n_samples / 4`` (at least 16), so that an epoch
+        has several steps.
     n_heads : int, default=10
         Clustering heads trained together in stage 2.
     feature_lr : float, default=0.06
@@ -723,7 +728,7 @@ class SPICEClustering(
             precision=precision,
         )
         model, augmenter = self._build_feature_model(data, device)
-        eval_bs = self._inference_batch_size(model, data)
+        eval_bs = self._inference_batch_size(model, data, device)
 
         with _timed(seconds, "feature"):
             self._train_features(model, data, augmenter, run)
@@ -752,7 +757,7 @@ class SPICEClustering(
             text = f"[semi] finding {n_nb} nearest neighbours of {n:,} samples"
             with phase(self.verbose, text):
                 neighbors = knn_indices(embedding, n_nb)
-            if self._semi_epochs(n) > 0:
+            if self._semi_epochs(n, device) > 0:
                 with phase(self.verbose, "[semi] selecting reliable pseudo-labels"):
                     reliable, counts = self._reliable_labels(probs, neighbors, seed)
                 kept = int((reliable >= 0).sum())
@@ -790,13 +795,13 @@ class SPICEClustering(
         self.n_features_out_ = int(features.shape[1])
         self._eval_batch_size_ = eval_bs
 
-    def _inference_batch_size(self, model, data):
+    def _inference_batch_size(self, model, data, device):
         """Samples per whole-data forward pass, from what the model sees
         (pretrained weights may resize small images up to 224 px)."""
         values = int(np.prod(data.sample_shape))
         if isinstance(model.resize, Resize) and len(data.sample_shape) == 3:
             values = 3 * model.resize.size**2
-        return inference_batch_size(values)
+        return inference_batch_size(values, device)
 
     def _build_feature_model(self, data, device):
         """Backbone behind a standardisation fitted on ``data``, and augmenter."""
@@ -811,7 +816,7 @@ class SPICEClustering(
         standardize = Standardize(mean.view(view), std.view(view))
         named = self._published_weights()
         backbone = build_backbone(
-            self._backbone_spec(), profile, pretrained=named is True
+            self._backbone_spec(), profile, pretrained=named is True, device=device
         )
         resize = None
         if isinstance(self.input_size, Integral):
@@ -853,14 +858,13 @@ class SPICEClustering(
 
     def _train_features(self, model, data, augmenter, run):
         """Stage 1: MoCo v2 contrastive learning (skipped at 0 epochs)."""
-        n = len(data)
-        # Small data sets need many epochs; large ones at least ten.
-        epochs = self._epochs(self.feature_epochs, n, max(300_000, 10 * n), 10, 300)
+        n, device = len(data), run["device"]
+        epochs = self._epochs(self.feature_epochs, n, regime_for(device).feature)
         if self.feature_epochs == "auto" and self.backbone_weights not in (None, False):
             epochs = 0  # pretrained: stage 2 starts from the given features
         if epochs == 0:
             return
-        bs = self._batch_size(n)
+        bs = self._batch_size(n, device)
         train_feature_model(
             model,
             data,
@@ -887,7 +891,9 @@ class SPICEClustering(
             prototype_space=space,
             n_clusters=k,
             n_heads=self.n_heads,
-            epochs=self._epochs(self.self_epochs, n, 20_000, 3, 50),
+            epochs=self._epochs(
+                self.self_epochs, n, regime_for(run["device"]).self_label
+            ),
             lr=self.self_lr,
             pseudo_batch=min(n, 500 * k),
             batch_size=128,
@@ -918,20 +924,20 @@ class SPICEClustering(
             return_counts=True,
         )
 
-    def _semi_epochs(self, n):
-        return self._epochs(self.semi_epochs, n, 50_000, 1, 50)
+    def _semi_epochs(self, n, device):
+        return self._epochs(self.semi_epochs, n, regime_for(device).semi)
 
     def _train_semi(self, network, data, reliable, augmenter, run):
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""
-        n = len(data)
+        n, device = len(data), run["device"]
         return train_semi(
-            network.to(run["device"]),
+            network.to(device),
             data,
             reliable,
             augmenter,
-            epochs=self._semi_epochs(n),
+            epochs=self._semi_epochs(n, device),
             lr=self.semi_lr,
-            batch_size=min(2 * self._batch_size(n), n),
+            batch_size=min(2 * self._batch_size(n, device), n),
             unlabeled_ratio=7,
             threshold=self.fixmatch_threshold,
             lambda_u=1.0,
@@ -950,14 +956,16 @@ class SPICEClustering(
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    def _batch_size(self, n):
+    def _batch_size(self, n, device):
         if self.batch_size == "auto":
-            return int(min(256, 2 ** np.floor(np.log2(max(n // 4, 16))), n))
+            return auto_batch_size(n, self._profile, device)
         return min(int(self.batch_size), n)
 
     @staticmethod
-    def _epochs(value, n, budget, lo, hi):
-        return _auto_epochs(n, budget, lo, hi) if value == "auto" else int(value)
+    def _epochs(value, n, budget):
+        """``value``, or for ``"auto"`` the epochs of ``budget`` (an
+        :class:`~skspice.defaults.EpochBudget`) for ``n`` samples."""
+        return budget.epochs(n) if value == "auto" else int(value)
 
     def save_backbone(self, path):
         """Save the fitted feature model's backbone weights to a file.

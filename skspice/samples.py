@@ -21,29 +21,42 @@ __all__ = ["Samples", "as_samples", "inference_batch_size"]
 
 #: Share of the GPU's free memory the stored data set may take on the device.
 DEVICE_DATA_SHARE = 0.25
-#: Input values (pixels x channels x images) of one inference batch; bounds
-#: the activations of a whole-data pass whatever the image size.
-INFERENCE_VALUES = 8 * 2**20
+#: Input values (pixels x channels x images) of one inference batch, per
+#: device kind; bounds the activations of a whole-data pass whatever the
+#: image size. On the CPU, batches of 256 28 px images ran 2.2 times faster
+#: than batches of 1024 (cache-sized), for the same peak memory.
+INFERENCE_VALUES = {"cpu": 2**18, "cuda": 2**23}
 
 
-def inference_batch_size(values_per_sample, lo=32, hi=1024):
+def inference_batch_size(values_per_sample, device="cpu", lo=32, hi=1024):
     """Samples per forward pass of a whole-data pass (features, predict).
 
-    A power of two with about :data:`INFERENCE_VALUES` input values per batch,
-    within ``[lo, hi]``: 1024 for 28 px images, 32 for 224 px colour images.
+    A power of two with about ``INFERENCE_VALUES[device.type]`` input values
+    per batch, within ``[lo, hi]``: on the CPU 256 for 28 px images and 32
+    for 224 px colour images; on a GPU 1024 and 32.
 
     Parameters
     ----------
     values_per_sample : int
         Scalars in one model input (e.g. ``3 * 224 * 224``).
+    device : torch.device or str, default="cpu"
+        Where the passes run.
     lo, hi : int, default=32, 1024
         Bounds.
 
     Returns
     -------
     int
+
+    Examples
+    --------
+    >>> from skspice.samples import inference_batch_size
+    >>> inference_batch_size(28 * 28), inference_batch_size(3 * 224 * 224)
+    (256, 32)
     """
-    raw = INFERENCE_VALUES / max(1, int(values_per_sample))
+    kind = torch.device(device).type
+    budget = INFERENCE_VALUES.get(kind, INFERENCE_VALUES["cuda"])
+    raw = budget / max(1, int(values_per_sample))
     return int(np.clip(2 ** np.floor(np.log2(max(raw, 1))), lo, hi))
 
 

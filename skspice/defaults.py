@@ -1,0 +1,192 @@
+"""What ``"auto"`` means: backbone, batch size and epochs, by device and data.
+
+One table per device kind (a :class:`Regime`), chosen by where ``fit`` runs:
+
+* **CPU** (:data:`CPU`): sized for a 2-core laptop CPU and measured there
+  (docs/benchmarks.md): small CNNs, about 10 MoCo epochs on 70,000 images,
+  a whole default fit of Fashion-MNIST in about 12-20 minutes.
+* **CUDA** (:data:`CUDA`): the paper's regime, a ResNet-18 with a CIFAR stem
+  (3x3 stride-1 stem, no max-pool) for 17-64 px images and a ResNet-34 above,
+  with epoch budgets ten times larger, planned to fit Fashion-MNIST's 70,000
+  images in about 8 minutes on one H100. Not yet measured on a GPU; see the
+  user guide's table.
+
+An epoch budget is a number of samples a stage visits, turned into epochs by
+the data-set size and clipped to a range: small data sets get many epochs,
+large ones at least a few.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "EpochBudget",
+    "Regime",
+    "auto_backbone",
+    "auto_batch_size",
+    "regime_for",
+]
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """Epochs of one stage: about ``samples`` samples, within ``[lo, hi]``.
+
+    Parameters
+    ----------
+    samples : int
+        Samples the stage visits in all.
+    lo, hi : int
+        Fewest and most epochs.
+    """
+
+    samples: int
+    lo: int
+    hi: int
+
+    def epochs(self, n_samples):
+        """Epochs for a data set of ``n_samples``.
+
+        Parameters
+        ----------
+        n_samples : int
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> from skspice.defaults import EpochBudget
+        >>> EpochBudget(300_000, 10, 300).epochs(70_000)
+        10
+        >>> EpochBudget(300_000, 10, 300).epochs(1_797)
+        167
+        """
+        return int(np.clip(round(self.samples / max(1, n_samples)), self.lo, self.hi))
+
+
+@dataclass(frozen=True)
+class Regime:
+    """The ``"auto"`` settings for one kind of device.
+
+    Parameters
+    ----------
+    name : str
+        ``"cpu"`` or ``"cuda"``.
+    feature, self_label, semi : EpochBudget
+        Epochs of stage 1 (MoCo), stage 2 (SPICE-Self) and stage 3
+        (SPICE-Semi).
+    batch_size : int
+        Largest ``"auto"`` batch size (stage-1 images per step, stage-3
+        unlabelled images per step is twice that).
+    large_image_batch_size : int
+        Largest ``"auto"`` batch size for images over 64 px.
+    mid_backbone, large_backbone : str
+        ``"auto"`` backbone for 17-64 px images and above 64 px.
+    """
+
+    name: str
+    feature: EpochBudget
+    self_label: EpochBudget
+    semi: EpochBudget
+    batch_size: int
+    large_image_batch_size: int
+    mid_backbone: str
+    large_backbone: str
+
+
+#: The CPU regime (measured on 2 cores; docs/benchmarks.md).
+CPU = Regime(
+    name="cpu",
+    feature=EpochBudget(300_000, 10, 300),
+    self_label=EpochBudget(20_000, 3, 50),
+    semi=EpochBudget(50_000, 1, 50),
+    batch_size=256,
+    # A 224 px ResNet-18 holds ~26 MiB of training activations per image:
+    # 32 keep a stage-3 step (64 weak + 64 strong + 9 labelled views) near
+    # 3.5 GiB of RAM, where 256 would need 28 GiB.
+    large_image_batch_size=32,
+    mid_backbone="strided_cnn",
+    large_backbone="resnet18",
+)
+
+#: The CUDA regime (the paper's models; planned, not yet measured on a GPU).
+CUDA = Regime(
+    name="cuda",
+    feature=EpochBudget(2_000_000, 20, 500),
+    self_label=EpochBudget(300_000, 5, 100),
+    semi=EpochBudget(500_000, 2, 100),
+    batch_size=256,
+    large_image_batch_size=256,
+    mid_backbone="cifar_resnet18",
+    large_backbone="resnet34",
+)
+
+
+def regime_for(device):
+    """The regime of ``device`` (:data:`CUDA` for CUDA devices, else :data:`CPU`).
+
+    Parameters
+    ----------
+    device : torch.device or str
+
+    Returns
+    -------
+    Regime
+    """
+    kind = getattr(device, "type", str(device).split(":")[0])
+    return CUDA if kind == "cuda" else CPU
+
+
+def auto_backbone(profile, device="cpu"):
+    """The backbone name ``backbone="auto"`` stands for.
+
+    Parameters
+    ----------
+    profile : InputProfile
+        What one sample looks like.
+    device : torch.device or str, default="cpu"
+        Where it trains.
+
+    Returns
+    -------
+    str
+        ``"mlp"`` for tabular rows, ``"small_cnn"`` up to 16 px, the
+        regime's mid-size backbone up to 64 px, its large one above.
+    """
+    if profile.kind == "tabular":
+        return "mlp"
+    size = profile.image_size
+    if size <= 16:
+        return "small_cnn"
+    regime = regime_for(device)
+    return regime.mid_backbone if size <= 64 else regime.large_backbone
+
+
+def auto_batch_size(n_samples, profile, device="cpu"):
+    """The batch size ``batch_size="auto"`` stands for.
+
+    The regime's batch size (its large-image one above 64 px), or for small
+    data sets the largest power of two up to ``n_samples / 4`` (at least 16),
+    so that an epoch has several steps.
+
+    Parameters
+    ----------
+    n_samples : int
+    profile : InputProfile
+    device : torch.device or str, default="cpu"
+
+    Returns
+    -------
+    int
+    """
+    regime = regime_for(device)
+    cap = regime.batch_size
+    if profile.kind == "image" and profile.image_size > 64:
+        cap = regime.large_image_batch_size
+    small = 2 ** np.floor(np.log2(max(n_samples // 4, 16)))
+    return int(min(cap, small, n_samples))
