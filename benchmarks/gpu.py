@@ -136,7 +136,9 @@ def describe(record):
     if record["peak_gpu_memory_mib"] is not None:
         lines.append(f"  peak GPU memory {record['peak_gpu_memory_mib']:.0f} MiB")
     if record["gpu_utilisation_percent"] is not None:
-        lines.append(f"  mean GPU utilisation {record['gpu_utilisation_percent']:.0f} %")
+        lines.append(
+            f"  mean GPU utilisation {record['gpu_utilisation_percent']:.0f} %"
+        )
     for name in ("self", "final"):
         s = record[name]
         lines.append(
@@ -147,7 +149,9 @@ def describe(record):
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder of the Fashion-MNIST IDX files")
+    p.add_argument(
+        "--data", required=True, help="folder of the Fashion-MNIST IDX files"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--n-samples", type=int, default=None, help="random subset size")

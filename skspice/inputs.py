@@ -103,7 +103,9 @@ def _scale_pixels(arr, argname, compact=False):
     """Map integer pixels in [0, 255] or floats in [0, 1] to float32 in [0, 1];
     with ``compact``, integer pixels become uint8 in [0, 255] instead."""
     if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * np.uint8(255) if compact else arr.astype(np.float32)
+        return (
+            arr.astype(np.uint8) * np.uint8(255) if compact else arr.astype(np.float32)
+        )
     if np.issubdtype(arr.dtype, np.integer):
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if lo < 0 or hi > 255:

@@ -378,9 +378,7 @@ def run_stage(
             history.append(record)
             progress.end_epoch(record)
             if checkpoint is not None:
-                checkpoint.save(
-                    stage, optimizer, scheduler, epoch + 1, history, scaler
-                )
+                checkpoint.save(stage, optimizer, scheduler, epoch + 1, history, scaler)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
     return history

@@ -35,7 +35,8 @@ CHILD = textwrap.dedent(
     rng = np.random.default_rng(0)
     # Three kinds of picture: smooth gradients in three orientations, noisy.
     ramp = np.linspace(0, 255, size)
-    base = [ramp[None, :, None], ramp[:, None, None], (ramp[None, :] + ramp[:, None])[..., None] / 2]
+    diag = (ramp[None, :] + ramp[:, None])[..., None] / 2
+    base = [ramp[None, :, None], ramp[:, None, None], diag]
     X = np.stack([
         np.clip(np.broadcast_to(base[i % 3], (size, size, 3))
                 + rng.normal(0, 20, (size, size, 3)), 0, 255)

@@ -5,6 +5,7 @@ skspice.defaults, skspice.precision) and their use by the estimator."""
 import numpy as np
 import pytest
 import torch
+from params import quick_params
 from PIL import Image
 
 from skspice import SPICEClustering
@@ -15,10 +16,8 @@ from skspice.defaults import CPU, CUDA, EpochBudget, auto_backbone, auto_batch_s
 from skspice.inputs import InputProfile, as_model_input
 from skspice.precision import autocast, grad_scaler, resolve_precision
 from skspice.samples import Samples, as_samples, inference_batch_size
-from skspice.stages.self_label import SelfLabelStage, ClusterHeads
+from skspice.stages.self_label import ClusterHeads, SelfLabelStage
 from skspice.training import Stage, apply_in_batches, run_stage
-
-from params import quick_params
 
 CPU_DEV = torch.device("cpu")
 
@@ -93,8 +92,13 @@ def test_samples_place_is_a_no_op_off_cuda():
 
 @pytest.mark.parametrize(
     "values, device, expected",
-    [(28 * 28, "cpu", 256), (3 * 224 * 224, "cpu", 32), (64, "cpu", 1024),
-     (28 * 28, "cuda", 1024), (3 * 224 * 224, "cuda", 32)],
+    [
+        (28 * 28, "cpu", 256),
+        (3 * 224 * 224, "cpu", 32),
+        (64, "cpu", 1024),
+        (28 * 28, "cuda", 1024),
+        (3 * 224 * 224, "cuda", 32),
+    ],
 )
 def test_inference_batch_size(values, device, expected):
     assert inference_batch_size(values, device) == expected
@@ -119,10 +123,20 @@ def test_stage2_encodes_pseudo_batches_in_chunks():
     data = torch.rand(30, 1, 2, 2)
     feats = data.flatten(1)
     stage = SelfLabelStage(
-        Probe(), ClusterHeads(4, 3, 2), data, feats, torch.nn.functional.normalize(feats),
-        Views(), pseudo_batch=30, batch_size=8, n_repeat=1, center_ratio=0.5,
-        gen=torch.Generator().manual_seed(0), device_gen=torch.Generator(),
-        device=CPU_DEV, encode_batch_size=8,
+        Probe(),
+        ClusterHeads(4, 3, 2),
+        data,
+        feats,
+        torch.nn.functional.normalize(feats),
+        Views(),
+        pseudo_batch=30,
+        batch_size=8,
+        n_repeat=1,
+        center_ratio=0.5,
+        gen=torch.Generator().manual_seed(0),
+        device_gen=torch.Generator(),
+        device=CPU_DEV,
+        encode_batch_size=8,
     )
     next(iter(stage.batches(0)))
     assert max(sizes) == 8 and sum(sizes) == 60  # weak and strong, 4 chunks each
@@ -137,9 +151,14 @@ def test_epoch_budget():
 
 @pytest.mark.parametrize(
     "shape, device, expected",
-    [((1, 8, 8), "cpu", "small_cnn"), ((1, 8, 8), "cuda", "small_cnn"),
-     ((1, 28, 28), "cpu", "strided_cnn"), ((1, 28, 28), "cuda", "cifar_resnet18"),
-     ((3, 96, 96), "cpu", "resnet18"), ((3, 96, 96), "cuda", "resnet34")],
+    [
+        ((1, 8, 8), "cpu", "small_cnn"),
+        ((1, 8, 8), "cuda", "small_cnn"),
+        ((1, 28, 28), "cpu", "strided_cnn"),
+        ((1, 28, 28), "cuda", "cifar_resnet18"),
+        ((3, 96, 96), "cpu", "resnet18"),
+        ((3, 96, 96), "cuda", "resnet34"),
+    ],
 )
 def test_auto_backbone_by_device(shape, device, expected):
     assert auto_backbone(InputProfile("image", shape), device) == expected
@@ -147,7 +166,10 @@ def test_auto_backbone_by_device(shape, device, expected):
 
 
 def test_auto_batch_size_by_device_and_size():
-    small, large = InputProfile("image", (1, 28, 28)), InputProfile("image", (3, 224, 224))
+    small, large = (
+        InputProfile("image", (1, 28, 28)),
+        InputProfile("image", (3, 224, 224)),
+    )
     assert auto_batch_size(70_000, small, "cpu") == 256
     assert auto_batch_size(70_000, large, "cpu") == CPU.large_image_batch_size == 32
     assert auto_batch_size(70_000, large, "cuda") == 256
