@@ -35,6 +35,7 @@ from .backbones import (
 )
 from .contrast import background_contrast, has_flat_background
 from .defaults import auto_batch_size, regime_for
+from .distributed import context_from_env, local_rank
 from .inputs import InputProfile, as_model_input
 from .precision import PRECISIONS, resolve_precision
 from .progress import message, phase
@@ -44,7 +45,7 @@ from .pseudo_labels import (
     reliable_pseudo_labels,
     spectral_coordinates,
 )
-from .samples import Samples, inference_batch_size
+from .samples import Samples, inference_batch_size, release_freed_memory
 from .stages import train_feature_model, train_self_label, train_semi
 from .training import Checkpointer, apply_in_batches
 
@@ -134,11 +135,16 @@ def _timed(seconds, name):
     seconds[name] = time.perf_counter() - start
 
 
-def _probabilities(network, data, device, batch_size, precision):
+def _probabilities(network, data, device, batch_size, precision, ctx):
     """Softmax cluster probabilities of ``network`` on ``data``, on the CPU."""
     network.eval()
     return apply_in_batches(
-        lambda x: network(x).float().softmax(-1), data, batch_size, device, precision
+        lambda x: network(x).float().softmax(-1),
+        data,
+        batch_size,
+        device,
+        precision,
+        ctx,
     )
 
 
@@ -393,6 +399,10 @@ class SPICEClustering(
     precision_ : str
         The precision training ran in: ``"fp32"``, ``"bf16"`` or ``"fp16"``
         (the resolved ``precision``).
+    world_size_ : int
+        Processes that trained together: 1, or under ``torchrun`` (any
+        launcher that sets up ``torch.distributed``) the process group's
+        size. Every rank ends with the same fitted attributes.
     n_features_in_ : int
         Values per sample seen in ``fit`` (pixels times channels for images).
     n_features_out_ : int
@@ -685,6 +695,9 @@ class SPICEClustering(
                 f"samples n_samples={n}; use at most n_samples clusters."
             )
         device = _resolve_device(self.device)
+        ctx = context_from_env(device.type)
+        if ctx.active and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local_rank())  # one GPU per process
         self._resolve_views(data)
         ckpt = None
         if self.checkpoint_dir is not None:
@@ -694,6 +707,7 @@ class SPICEClustering(
             seed = int(ckpt.meta["seed"])  # resume with the interrupted run's seed
         else:
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        seed = ctx.broadcast_object(seed)  # random_state=None: rank 0's draw
         if ckpt is not None:
             ckpt.meta["seed"] = seed
         precision = resolve_precision(self.precision, device)
@@ -704,17 +718,25 @@ class SPICEClustering(
             torch.manual_seed(seed)
             samples.place(device)
             try:
-                self._fit(samples, device, precision, seed, ckpt)
+                self._fit(samples, device, precision, seed, ckpt, ctx)
             finally:
                 samples.release()
-        if ckpt is not None:
+        self.world_size_ = ctx.world_size
+        ctx.barrier()  # every rank is done with the checkpoint
+        if ckpt is not None and ctx.is_main:
             ckpt.remove()
 
-    def _fit(self, data, device, precision, seed, ckpt):
-        """SPICE, stage by stage; each stage's details live in its module."""
+    def _fit(self, data, device, precision, seed, ckpt, ctx):
+        """SPICE, stage by stage; each stage's details live in its module.
+
+        In a distributed fit (``ctx``) every rank runs this with the same
+        seed: ``gen`` (batches, prototypes, selections) is identical on all
+        ranks, the augmentations (``device_gen``) differ per rank.
+        """
         n, k = len(data), self.n_clusters
+        verbose = self.verbose if ctx.is_main else 0
         gen = torch.Generator().manual_seed(seed)
-        device_gen = torch.Generator(device).manual_seed(seed + 1)
+        device_gen = torch.Generator(device).manual_seed(seed + 1 + 7919 * ctx.rank)
         if ckpt is not None:
             ckpt.generators = [gen, device_gen]
         history, seconds = [], {}
@@ -726,6 +748,7 @@ class SPICEClustering(
             history=history,
             verbose=self.verbose,
             precision=precision,
+            ctx=ctx,
         )
         model, augmenter = self._build_feature_model(data, device)
         eval_bs = self._inference_batch_size(model, data, device)
@@ -733,39 +756,50 @@ class SPICEClustering(
         with _timed(seconds, "feature"):
             self._train_features(model, data, augmenter, run)
             model.eval()
-            with phase(self.verbose, f"[feature] computing features of {n:,} samples"):
-                features = apply_in_batches(model, data, eval_bs, device, precision)
+            with phase(verbose, f"[feature] computing features of {n:,} samples"):
+                features = apply_in_batches(
+                    model, data, eval_bs, device, precision, ctx
+                )
             embedding = F.normalize(features, dim=1)
+        release_freed_memory()  # stage 1's batches: so stage 2 starts low
 
         with _timed(seconds, "self-label"):
             space = None  # the reference: prototypes among the embeddings
             if self.prototype_space == "spectral" and n > k + 1:
-                with phase(self.verbose, "[self-label] spectral coordinates"):
+                with phase(verbose, "[self-label] spectral coordinates"):
                     space = spectral_coordinates(embedding, k, random_state=seed)
             network, selected = self._train_heads(
                 model, data, features, space, augmenter, run, eval_bs
             )
             text = f"[self-label] cluster probabilities of {n:,} samples"
-            with phase(self.verbose, text):
-                probs = _probabilities(network, data, device, eval_bs, precision)
+            with phase(verbose, text):
+                probs = _probabilities(network, data, device, eval_bs, precision, ctx)
             self_labels = probs.argmax(1).numpy()
+        n_features_out = int(features.shape[1])
+        del features
+        release_freed_memory()
 
         with _timed(seconds, "semi"):
             reliable = np.full(n, -1)
             counts = {key: np.zeros(k, dtype=np.int64) for key in _RELIABLE_COUNTS}
             n_nb = self._n_neighbors(n)
             text = f"[semi] finding {n_nb} nearest neighbours of {n:,} samples"
-            with phase(self.verbose, text):
+            with phase(verbose, text):
                 neighbors = knn_indices(embedding, n_nb)
             if self._semi_epochs(n, device) > 0:
-                with phase(self.verbose, "[semi] selecting reliable pseudo-labels"):
+                with phase(verbose, "[semi] selecting reliable pseudo-labels"):
                     reliable, counts = self._reliable_labels(probs, neighbors, seed)
+                # Computed alike on every rank; rank 0's copy makes it certain.
+                reliable = ctx.broadcast(torch.from_numpy(reliable)).numpy()
+                release_freed_memory()  # similarity blocks of the kNN search
                 kept = int((reliable >= 0).sum())
-                message(self.verbose, f"[semi] labelled set: {kept:,} of {n:,} samples")
+                message(verbose, f"[semi] labelled set: {kept:,} of {n:,} samples")
                 network = self._train_semi(network, data, reliable, augmenter, run)
                 text = f"[semi] cluster probabilities of {n:,} samples"
-                with phase(self.verbose, text):
-                    probs = _probabilities(network, data, device, eval_bs, precision)
+                with phase(verbose, text):
+                    probs = _probabilities(
+                        network, data, device, eval_bs, precision, ctx
+                    )
                 # The labelled set's make-up goes with stage 3's first epoch.
                 first = next(r for r in history if r["stage"] == "semi")
                 first.update({f"reliable_{c}": counts[c].tolist() for c in counts})
@@ -790,9 +824,10 @@ class SPICEClustering(
         self.reliable_mask_ = reliable >= 0
         self.reliable_counts_ = counts
         self.reliability_ = reliability_scores(probs, neighbors)
-        self.history_ = history
-        self.stage_seconds_ = seconds
-        self.n_features_out_ = int(features.shape[1])
+        # Losses and timings are each rank's own: keep rank 0's everywhere.
+        self.history_ = ctx.broadcast_object(history)
+        self.stage_seconds_ = ctx.broadcast_object(seconds)
+        self.n_features_out_ = n_features_out
         self._eval_batch_size_ = eval_bs
 
     def _inference_batch_size(self, model, data, device):

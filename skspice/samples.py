@@ -17,7 +17,7 @@ asynchronous.
 import numpy as np
 import torch
 
-__all__ = ["Samples", "as_samples", "inference_batch_size"]
+__all__ = ["Samples", "as_samples", "inference_batch_size", "release_freed_memory"]
 
 #: Share of the GPU's free memory the stored data set may take on the device.
 DEVICE_DATA_SHARE = 0.25
@@ -173,8 +173,8 @@ class Samples:
             batch = batch.to(device, non_blocking=True)
         return self._convert(batch)
 
-    def batches(self, batch_size, device):
-        """Consecutive float32 batches of all samples, in order.
+    def batches(self, batch_size, device, start=0, stop=None):
+        """Consecutive float32 batches of the samples, in order.
 
         Parameters
         ----------
@@ -182,13 +182,16 @@ class Samples:
             Samples per batch.
         device : torch.device
             Where the batches are needed.
+        start, stop : int, default=0, None
+            The range of samples (``None``: to the end).
 
         Yields
         ------
         torch.Tensor
         """
-        for start in range(0, len(self), batch_size):
-            yield self.fetch(slice(start, start + batch_size), device)
+        stop = len(self) if stop is None else stop
+        for first in range(start, stop, batch_size):
+            yield self.fetch(slice(first, min(first + batch_size, stop)), device)
 
     def subsample(self, max_samples):
         """At most ``max_samples`` evenly spaced samples as float32, on the CPU.
@@ -249,3 +252,34 @@ def as_samples(data):
     Samples
     """
     return data if isinstance(data, Samples) else Samples(data)
+
+
+def release_freed_memory():
+    """Return memory that freed tensors left in the C heap to the system.
+
+    glibc keeps freed blocks of up to 32 MiB in its heaps after a large
+    tensor is freed (its mmap threshold grows), so between the stages of a
+    fit the resident memory holds the high-water mark of every earlier
+    stage. ``malloc_trim`` hands those pages back, and the next stage's peak
+    starts from what is really in use. Elsewhere (macOS, Windows, musl) this
+    does nothing.
+
+    Returns
+    -------
+    bool
+        Whether memory could be trimmed (glibc found).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from .distributed import SINGLE
 from .precision import autocast, grad_scaler
 from .progress import StageProgress
 from .samples import as_samples
@@ -290,6 +291,7 @@ def run_stage(
     checkpoint=None,
     device=None,
     precision=None,
+    ctx=SINGLE,
 ):
     """Train one stage for ``n_epochs`` epochs.
 
@@ -328,6 +330,9 @@ def run_stage(
         Autocast dtype of the forward passes (batches and loss) from
         :func:`~skspice.precision.resolve_precision`; None for fp32. fp16
         adds a gradient scaler; backward passes run outside autocast.
+    ctx : Context, default=SINGLE
+        The distributed context (:mod:`skspice.distributed`): only rank 0
+        shows progress and writes checkpoints; every rank reads them.
 
     Returns
     -------
@@ -336,6 +341,7 @@ def run_stage(
     history = [] if history is None else history
     device = torch.device("cpu") if device is None else device
     scaler = grad_scaler(device, precision)
+    verbose = verbose if ctx.is_main else 0
     if checkpoint is not None:
         start_epoch = checkpoint.restore(stage, optimizer, scheduler, history, scaler)
     with StageProgress(stage, n_epochs, start_epoch, verbose) as progress:
@@ -377,7 +383,7 @@ def run_stage(
             record["seconds"] = time.perf_counter() - start
             history.append(record)
             progress.end_epoch(record)
-            if checkpoint is not None:
+            if checkpoint is not None and ctx.is_main:
                 checkpoint.save(stage, optimizer, scheduler, epoch + 1, history, scaler)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
@@ -410,7 +416,7 @@ def iterate_minibatches(n, batch_size, gen, drop_last=True):
 
 
 @torch.no_grad()
-def apply_in_batches(fn, data, batch_size, device, precision=None):
+def apply_in_batches(fn, data, batch_size, device, precision=None, ctx=SINGLE):
     """Evaluate ``fn`` on ``data`` chunk by chunk, gathering results on the CPU.
 
     Parameters
@@ -426,6 +432,10 @@ def apply_in_batches(fn, data, batch_size, device, precision=None):
         Where ``fn`` runs.
     precision : torch.dtype, optional
         Autocast dtype (None: fp32).
+    ctx : Context, default=SINGLE
+        In a distributed fit each rank evaluates a contiguous share of
+        ``data`` and the shares are gathered, so every rank returns the
+        whole result.
 
     Returns
     -------
@@ -433,9 +443,16 @@ def apply_in_batches(fn, data, batch_size, device, precision=None):
         Concatenated outputs on the CPU, float32 for floating outputs.
     """
     device = torch.device(device)
+    data = as_samples(data)
+    mine = ctx.shard(torch.arange(len(data)))
+    start, stop = (int(mine[0]), int(mine[-1]) + 1) if len(mine) else (0, 0)
     outs = []
-    for x in as_samples(data).batches(batch_size, device):
+    for x in data.batches(batch_size, device, start, stop):
         with autocast(device, precision):
             out = fn(x)
         outs.append((out.float() if out.is_floating_point() else out).cpu())
-    return torch.cat(outs)
+    if not outs:  # an empty share: one zero-length output of the right shape
+        with autocast(device, precision):
+            out = fn(data.fetch(slice(0, 1), device))[:0]
+        outs.append((out.float() if out.is_floating_point() else out).cpu())
+    return ctx.gather(torch.cat(outs))

@@ -251,7 +251,8 @@ def test_keys_shuffle_returns_keys_in_original_order():
     x = torch.randn(128, 4, generator=_gen(1))  # 4 shuffled sub-batches
     gen = _gen(7)
     state = gen.get_state()
-    keys = moco._keys(x, gen)
+    keys, offset = moco._keys(x, gen)
+    assert offset == 0
     assert not torch.equal(gen.get_state(), state)  # a permutation was drawn
     with torch.no_grad():
         expected = F.normalize(moco.encoder_k(x), dim=1)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import SINGLE
 from ..samples import as_samples
 from ..training import Stage, cosine_schedule, iterate_minibatches, run_stage
 
@@ -40,12 +41,23 @@ class MoCo(nn.Module):
         Key-encoder momentum.
     temperature : float, default=0.2
         InfoNCE temperature (MoCo v2 / SPICE use 0.2).
+    ctx : Context, default=SINGLE
+        Distributed context (:mod:`skspice.distributed`). With several
+        ranks, the key batch is shuffled across all ranks before the key
+        encoder (shuffle-BN) and the keys of every rank enter the queue.
     """
 
     def __init__(
-        self, backbone, dim=128, queue_size=4096, momentum=0.99, temperature=0.2
+        self,
+        backbone,
+        dim=128,
+        queue_size=4096,
+        momentum=0.99,
+        temperature=0.2,
+        ctx=SINGLE,
     ):
         super().__init__()
+        self.ctx = ctx
         self.encoder_q = nn.Sequential(
             backbone, _projection(backbone.out_features, dim)
         )
@@ -67,15 +79,25 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def _keys(self, x, gen):
-        # Single-process stand-in for MoCo's shuffled BatchNorm: the key batch
-        # is permuted and normalised in independent sub-batches, so batch
-        # statistics cannot leak which key belongs to which query.
-        perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
-        chunks = max(1, min(4, x.shape[0] // 32))
-        k = torch.cat([self.encoder_k(c) for c in x[perm].chunk(chunks)])
+        """Normalised keys of every rank's key views (in rank order) and where
+        this rank's keys start among them."""
+        # MoCo's shuffled BatchNorm: the key batch (of all ranks) is permuted
+        # and normalised in independent sub-batches, so batch statistics
+        # cannot leak which key belongs to which query. On one process the
+        # sub-batches stand in for the reference's GPUs.
+        ctx = self.ctx
+        sizes = ctx.gather(torch.tensor([x.shape[0]]))
+        offset = int(sizes[: ctx.rank].sum())
+        x_all = ctx.gather(x)
+        n = x_all.shape[0]
+        perm = torch.randperm(n, generator=gen).to(x.device)  # same on all ranks
+        chunks = max(1, min(4, n // 32) // ctx.world_size)
+        mine = ctx.shard(x_all[perm])
+        k = torch.cat([self.encoder_k(c) for c in mine.chunk(chunks)])
+        k = ctx.gather(k)
         out = torch.empty_like(k)
         out[perm] = k
-        return F.normalize(out, dim=1)
+        return F.normalize(out, dim=1), offset
 
     @torch.no_grad()
     def _enqueue(self, keys):
@@ -104,7 +126,8 @@ class MoCo(nn.Module):
             Scalar loss.
         """
         q = F.normalize(self.encoder_q(x_q), dim=1)
-        k = self._keys(x_k, gen)
+        k_all, offset = self._keys(x_k, gen)
+        k = k_all[offset : offset + q.shape[0]]
         pos = (q * k).sum(1, keepdim=True)
         neg = q @ self.queue.clone().T
         logits = torch.cat([pos, neg], dim=1) / self.temperature
@@ -113,7 +136,7 @@ class MoCo(nn.Module):
         # Instance-discrimination accuracy (own key above every queued key),
         # kept on the device: reading it would synchronise.
         self.last_accuracy = (logits.detach().argmax(1) == 0).float().mean()
-        self._enqueue(k)
+        self._enqueue(k_all)
         return loss
 
 
@@ -134,12 +157,19 @@ class MoCoStage(Stage):
         CPU generator (shuffling) and one on ``device`` (augmentation).
     device : torch.device
         Where training runs.
+    ctx : Context, default=SINGLE
+        Distributed context: each rank takes its share of every batch and
+        runs ``moco`` through DistributedDataParallel.
     """
 
     name = "feature"
 
-    def __init__(self, moco, data, augmenter, batch_size, gen, device_gen, device):
+    def __init__(
+        self, moco, data, augmenter, batch_size, gen, device_gen, device, ctx=SINGLE
+    ):
         self.moco, self.data, self.augmenter = moco, as_samples(data), augmenter
+        self.ctx = ctx
+        self.model = ctx.wrap(moco, device)
         self.batch_size, self.gen, self.device_gen = batch_size, gen, device_gen
         self.device = device
         self._accuracy, self._steps = 0.0, 0
@@ -155,14 +185,14 @@ class MoCoStage(Stage):
         self.moco.train()
         self._accuracy, self._steps = 0.0, 0
         for idx in iterate_minibatches(len(self.data), self.batch_size, self.gen):
-            x = self.data.fetch(idx, self.device)
+            x = self.data.fetch(self.ctx.shard(idx), self.device)
             yield (
                 self.augmenter.contrastive(x, self.device_gen),
                 self.augmenter.contrastive(x, self.device_gen),
             )
 
     def loss(self, batch):
-        loss = self.moco(batch[0], batch[1], self.gen)
+        loss = self.model(batch[0], batch[1], self.gen)
         self._accuracy = self._accuracy + self.moco.last_accuracy
         self._steps += 1
         return loss
@@ -209,6 +239,7 @@ def train_feature_model(
     verbose=0,
     checkpoint=None,
     precision=None,
+    ctx=SINGLE,
 ):
     """Train ``backbone`` in place with MoCo v2 (SGD, cosine schedule).
 
@@ -238,14 +269,18 @@ def train_feature_model(
         Resume from and save epoch-end checkpoints.
     precision : torch.dtype, optional
         Autocast dtype (None: fp32); see :mod:`skspice.precision`.
+    ctx : Context, default=SINGLE
+        Distributed context (:mod:`skspice.distributed`).
 
     Returns
     -------
     moco : MoCo
         The trained MoCo model (its ``encoder_q[0]`` is ``backbone``).
     """
-    moco = MoCo(backbone, dim, queue_size, momentum, temperature).to(device)
-    stage = MoCoStage(moco, data, augmenter, batch_size, gen, device_gen, device)
+    moco = MoCo(backbone, dim, queue_size, momentum, temperature, ctx).to(device)
+    # Every rank starts from rank 0's initial weights and queue.
+    ctx.broadcast_module(moco)
+    stage = MoCoStage(moco, data, augmenter, batch_size, gen, device_gen, device, ctx)
     opt = torch.optim.SGD(stage.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     sched = cosine_schedule(opt, epochs * stage.steps_per_epoch())
     run_stage(
@@ -258,5 +293,8 @@ def train_feature_model(
         checkpoint=checkpoint,
         device=device,
         precision=precision,
+        ctx=ctx,
     )
+    # Query BatchNorm statistics are per rank: keep rank 0's everywhere.
+    ctx.broadcast_module(moco)
     return moco

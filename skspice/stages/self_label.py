@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import SINGLE
 from ..pseudo_labels import prototype_pseudo_labels
 from ..samples import as_samples
 from ..training import Stage, apply_in_batches, iterate_minibatches, run_stage
@@ -151,6 +152,11 @@ class SelfLabelStage(Stage):
         Images per backbone forward pass when a pseudo-label batch is encoded
         (``pseudo_batch`` can be 500 x K images; encoding it in one pass
         would hold all their activations at once).
+    ctx : Context, default=SINGLE
+        Distributed context: each rank encodes its share of every
+        pseudo-label batch (the features are gathered, so all ranks pick the
+        same prototypes) and trains on its share of every step's samples,
+        through DistributedDataParallel.
     """
 
     name = "self-label"
@@ -173,8 +179,11 @@ class SelfLabelStage(Stage):
         device,
         eval_batch_size=1024,
         encode_batch_size=1024,
+        ctx=SINGLE,
     ):
         data = as_samples(data)
+        self.ctx = ctx
+        self.model = ctx.wrap(heads, device)
         self.backbone, self.heads, self.data = backbone, heads, data
         self.clean_features = clean_features
         self.embeddings = prototype_space
@@ -206,11 +215,14 @@ class SelfLabelStage(Stage):
         """Backbone features of weak and strong views of ``chunk``, computed
         ``encode_batch_size`` images at a time."""
         weak, strong = [], []
-        for part in chunk.split(self.encode_batch_size):
+        for part in self.ctx.shard(chunk).split(self.encode_batch_size):
             x = self.data.fetch(part, self.device)
             weak.append(self.backbone(self.augmenter.weak(x, self.device_gen)))
             strong.append(self.backbone(self.augmenter.strong(x, self.device_gen)))
-        return torch.cat(weak).float(), torch.cat(strong).float()
+        if not weak:  # this rank's share is empty
+            weak = strong = [self.clean_features[:0].to(self.device)]
+        gather = self.ctx.gather
+        return gather(torch.cat(weak).float()), gather(torch.cat(strong).float())
 
     def batches(self, epoch):
         self.backbone.eval()
@@ -230,7 +242,7 @@ class SelfLabelStage(Stage):
                 for pos in iterate_minibatches(
                     picked[0][0].shape[0], self.batch_size, self.gen
                 ):
-                    pos = pos.to(self.device)
+                    pos = self.ctx.shard(pos).to(self.device)
                     yield (
                         torch.stack([strong[idx[pos]] for idx, _ in picked]),
                         torch.stack([lab[pos] for _, lab in picked]),
@@ -238,7 +250,7 @@ class SelfLabelStage(Stage):
 
     def loss(self, batch):
         features, labels = batch  # (H, b, d), (H, b)
-        logits = self.heads(features)
+        logits = self.model(features)
         # Every head has b samples, so the overall mean is the mean over heads.
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
 
@@ -330,6 +342,7 @@ def train_self_label(
     checkpoint=None,
     precision=None,
     encode_batch_size=1024,
+    ctx=SINGLE,
 ):
     """Train clustering heads on a frozen backbone and keep the best one.
 
@@ -366,6 +379,8 @@ def train_self_label(
         Autocast dtype (None: fp32); see :mod:`skspice.precision`.
     encode_batch_size : int, default=1024
         See :class:`SelfLabelStage`.
+    ctx : Context, default=SINGLE
+        Distributed context (:mod:`skspice.distributed`).
 
     Returns
     -------
@@ -377,6 +392,7 @@ def train_self_label(
     if prototype_space is None:
         prototype_space = F.normalize(clean_features, dim=1)
     heads = ClusterHeads(clean_features.shape[1], n_clusters, n_heads).to(device)
+    ctx.broadcast_module(heads)  # every rank starts from rank 0's heads
     stage = SelfLabelStage(
         backbone,
         heads,
@@ -392,6 +408,7 @@ def train_self_label(
         device_gen=device_gen,
         device=device,
         encode_batch_size=encode_batch_size,
+        ctx=ctx,
     )
     opt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=0.0)
     trainable = [p.requires_grad for p in backbone.parameters()]
@@ -407,6 +424,7 @@ def train_self_label(
             checkpoint=checkpoint,
             device=device,
             precision=precision,
+            ctx=ctx,
         )
     finally:
         # The caller's flags come back, also when training fails.

@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..distributed import SINGLE
 from ..samples import as_samples
 from ..training import Stage, iterate_minibatches, run_stage
 
@@ -53,6 +54,9 @@ class FixMatchStage(Stage):
         CPU and ``device`` generators.
     device : torch.device
         Where training runs.
+    ctx : Context, default=SINGLE
+        Distributed context: each rank trains on its share of every step's
+        labelled and unlabelled samples through DistributedDataParallel.
     """
 
     name = "semi"
@@ -72,8 +76,11 @@ class FixMatchStage(Stage):
         gen,
         device_gen,
         device,
+        ctx=SINGLE,
     ):
         data = as_samples(data)
+        self.ctx = ctx
+        self.model = ctx.wrap(network, device)
         self.network, self.data, self.augmenter = network, data, augmenter
         self.ema = copy.deepcopy(network).eval()
         for p in self.ema.parameters():
@@ -84,7 +91,8 @@ class FixMatchStage(Stage):
             raise ValueError("the labelled set for SPICE-Semi is empty.")
         self.targets = labels
         self.batch_size = min(batch_size, len(data))
-        self.labeled_batch = max(1, self.batch_size // unlabeled_ratio)
+        # Every rank needs labelled samples in every step.
+        self.labeled_batch = max(ctx.world_size, self.batch_size // unlabeled_ratio)
         self.threshold, self.lambda_u = threshold, lambda_u
         self.ema_decay = ema_decay
         self.gen, self.device_gen, self.device = gen, device_gen, device
@@ -115,7 +123,8 @@ class FixMatchStage(Stage):
         self._mask_rate = []
         labeled = self._labeled_batches()
         for idx_u in iterate_minibatches(len(self.data), self.batch_size, self.gen):
-            idx_l = next(labeled)
+            idx_l = self.ctx.shard(next(labeled))
+            idx_u = self.ctx.shard(idx_u)
             x_l = self.data.fetch(idx_l, self.device)
             x_u = self.data.fetch(idx_u, self.device)
             aug = self.augmenter
@@ -129,7 +138,7 @@ class FixMatchStage(Stage):
     def loss(self, batch):
         x_l, y_l, x_w, x_s = batch
         # One forward pass over all views so BatchNorm sees them together.
-        logits = self.network(torch.cat([x_l, x_w, x_s]))
+        logits = self.model(torch.cat([x_l, x_w, x_s]))
         lg_l, lg_w, lg_s = logits.split([x_l.shape[0], x_w.shape[0], x_s.shape[0]])
         loss_x = F.cross_entropy(lg_l, y_l)
         conf, pseudo = lg_w.detach().softmax(-1).max(-1)
@@ -201,6 +210,7 @@ def train_semi(
     verbose=0,
     checkpoint=None,
     precision=None,
+    ctx=SINGLE,
 ):
     """Fine-tune backbone and head jointly with FixMatch; return the EMA model.
 
@@ -236,6 +246,8 @@ def train_semi(
         Resume from and save epoch-end checkpoints.
     precision : torch.dtype, optional
         Autocast dtype (None: fp32); see :mod:`skspice.precision`.
+    ctx : Context, default=SINGLE
+        Distributed context (:mod:`skspice.distributed`).
 
     Returns
     -------
@@ -255,6 +267,7 @@ def train_semi(
         gen=gen,
         device_gen=device_gen,
         device=device,
+        ctx=ctx,
     )
     decay, no_decay = [], []
     for p in network.parameters():
@@ -282,5 +295,7 @@ def train_semi(
         checkpoint=checkpoint,
         device=device,
         precision=precision,
+        ctx=ctx,
     )
-    return stage.ema.eval()
+    # BatchNorm statistics are per rank: every rank keeps rank 0's average.
+    return ctx.broadcast_module(stage.ema).eval()

@@ -1,0 +1,91 @@
+"""Distributed training under torchrun (gloo on the CPU) and the helpers of
+skspice.distributed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from skspice.distributed import SINGLE, Context, context_from_env
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "distributed_fit.py"
+#: Small but converged enough that two seeds' worth of noise stays small.
+PARAMS = dict(
+    feature_epochs=30,
+    self_epochs=5,
+    semi_epochs=3,
+    batch_size=128,
+    n_heads=3,
+    random_state=0,
+)
+
+
+def _run(args, out_dir, env_extra=None):
+    env = dict(os.environ)
+    env.pop("WORLD_SIZE", None)
+    env.update(env_extra or {})
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE.parent), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    out = subprocess.run(
+        args + [str(SCRIPT), str(out_dir), json.dumps(PARAMS)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("rank*.json"))]
+
+
+def test_single_process_context_is_the_identity():
+    assert context_from_env("cpu") == SINGLE
+    assert not SINGLE.active and SINGLE.is_main
+    t = torch.arange(5)
+    assert SINGLE.shard(t) is t and SINGLE.gather(t) is t and SINGLE.broadcast(t) is t
+    assert SINGLE.broadcast_object({"a": 1}) == {"a": 1}
+    module = torch.nn.Linear(2, 2)
+    assert SINGLE.wrap(module, torch.device("cpu")) is module
+
+
+def test_shard_splits_a_batch_disjointly():
+    batch = torch.arange(11)
+    parts = [Context(r, 3).shard(batch) for r in range(3)]
+    assert [len(p) for p in parts] == [4, 4, 3]
+    assert torch.equal(torch.cat(parts), batch)
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    single = _run([sys.executable], one)
+    ranks = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+        ],
+        two,
+        {"OMP_NUM_THREADS": "1"},
+    )
+    assert [r["world_size_"] for r in single] == [1]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert [r["world_size_"] for r in ranks] == [2, 2]
+    # Every rank ends with the same model and labels.
+    assert ranks[0]["labels"] == ranks[1]["labels"]
+    assert ranks[0]["weights_sum"] == ranks[1]["weights_sum"]
+    assert ranks[0]["embedding_sum"] == ranks[1]["embedding_sum"]
+    assert ranks[0]["history_epochs"] == single[0]["history_epochs"]
+    # Same total batch and epochs as one process: the same quality.
+    assert abs(ranks[0]["acc"] - single[0]["acc"]) <= 0.03, (
+        ranks[0]["acc"],
+        single[0]["acc"],
+    )
+    assert single[0]["acc"] > 0.8
