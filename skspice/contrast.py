@@ -107,21 +107,28 @@ def has_flat_background(
 
     Parameters
     ----------
-    x : torch.Tensor of shape (n, C, H, W)
-        Images in [0, 1].
+    x : torch.Tensor of shape (n, C, H, W), or an iterable of such batches
+        Images in [0, 1]. Batches (e.g. from
+        :meth:`skspice.samples.Samples.stream`) are inspected one at a time,
+        all their images (``max_images`` does not apply), so that large
+        images never need to be in memory together.
     tolerance : float, default=FLAT_TOLERANCE
         See :func:`flat_border_fraction`.
     min_fraction : float, default=FLAT_MIN_FRACTION
         Threshold on the median image's flat fraction.
     max_images : int, default=2000
-        Images inspected (evenly spaced), which bounds the cost.
+        Images of a tensor ``x`` inspected (evenly spaced), which bounds the
+        cost.
 
     Returns
     -------
     bool
     """
-    step = max(1, -(-x.shape[0] // max_images))  # ceil: at most max_images
-    fraction = flat_border_fraction(x[::step].float(), tolerance)
+    if isinstance(x, torch.Tensor):
+        step = max(1, -(-x.shape[0] // max_images))  # ceil: at most max_images
+        fraction = flat_border_fraction(x[::step].float(), tolerance)
+    else:
+        fraction = torch.cat([flat_border_fraction(b.float(), tolerance) for b in x])
     return bool(fraction.median() >= min_fraction)
 
 

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.datasets import load_digits
+from torch.utils.data import Dataset
 
 __all__ = [
+    "ImageFolderDataset",
     "DATASET_NAMES",
     "FASHION_MNIST_PATH",
     "load_cifar10",
@@ -492,6 +494,151 @@ def _open_image(path):
     return image
 
 
+def _scan_image_folder(root, suffixes):
+    """Image files and class ids of a folder with one sub-folder per class."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"image folder {root} not found: expected a folder with one "
+            "sub-folder of images per class."
+        )
+    class_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: d.name,
+    )
+    if not class_dirs:
+        raise ValueError(
+            f"no class sub-folders in {root}: expected one sub-folder of images "
+            "per class."
+        )
+    files, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        class_files = sorted(
+            f
+            for f in class_dir.iterdir()
+            if f.is_file()
+            and not f.name.startswith(".")
+            and f.suffix.lower() in suffixes
+        )
+        if not class_files:
+            raise ValueError(
+                f"no images in class folder {class_dir}: expected files with "
+                f"suffix {', '.join(sorted(suffixes))}."
+            )
+        files.extend(class_files)
+        labels.extend([label] * len(class_files))
+    return files, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs]
+
+
+def _mode_and_size(files, size, color_mode):
+    """Pillow mode and ``(height, width)`` of a folder, from file headers only."""
+    modes = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                modes.append(image.mode)
+                if size is None:
+                    size = (image.height, image.width)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(
+                f"cannot read image file {file}: expected a file Pillow can "
+                f"decode ({type(exc).__name__}: {exc})."
+            ) from exc
+    if color_mode == "auto":
+        grayscale = all(mode in ("L", "1") for mode in modes)
+    else:
+        grayscale = color_mode == "grayscale"
+    return ("L" if grayscale else "RGB"), size
+
+
+class ImageFolderDataset(Dataset):
+    """Images stored as one sub-folder per class, read lazily, one at a time.
+
+    A map-style :class:`torch.utils.data.Dataset`: only the file list is kept
+    in memory and ``dataset[i]`` decodes image ``i`` (resized, in one colour
+    mode) when it is asked for. :class:`~skspice.SPICEClustering` takes it
+    directly (``fit(dataset)``), so a folder larger than memory can be
+    clustered; with ``num_workers`` the images are decoded in worker
+    processes. :func:`load_image_folder` reads the same folder into one
+    array instead.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The root folder; its sorted sub-folder names are the classes.
+    image_size : int or (int, int), default=None
+        Size ``(height, width)`` (or one int for square images) every image is
+        resized to with bilinear interpolation. ``None`` uses the size of the
+        first image.
+    color_mode : {"auto", "rgb", "grayscale"}, default="auto"
+        ``"auto"`` reads grayscale when every image has Pillow mode ``"L"`` or
+        ``"1"`` (decided from the file headers), and RGB otherwise.
+    extensions : sequence of str, default=None
+        File suffixes to read (case-insensitive); ``None``: every suffix Pillow
+        recognises as an image format.
+
+    Attributes
+    ----------
+    files : list of pathlib.Path
+        The image files, class by class, sorted.
+    targets : ndarray of shape (n_samples,)
+        Class id of every file.
+    classes : list of str
+        The class names (sub-folder names).
+    mode : {"L", "RGB"}
+        The Pillow mode images are converted to.
+    image_size : tuple of int
+        ``(height, width)`` of every image.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> from skspice.datasets import ImageFolderDataset
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     (root / name).mkdir()
+    ...     Image.new("RGB", (6, 4), "red").save(root / name / "1.png")
+    >>> ds = ImageFolderDataset(root)
+    >>> len(ds), ds.classes, ds[0][0].shape, int(ds[0][1])
+    (2, ['a', 'b'], (4, 6, 3), 0)
+    """
+
+    def __init__(self, path, image_size=None, color_mode="auto", extensions=None):
+        size = _check_image_size(image_size)
+        if color_mode not in ("auto", "rgb", "grayscale"):
+            raise ValueError(
+                "color_mode must be one of ('auto', 'rgb', 'grayscale'), got "
+                f"{color_mode!r}."
+            )
+        root = _as_path(path)
+        self.files, self.targets, self.classes = _scan_image_folder(
+            root, _check_extensions(extensions)
+        )
+        self.mode, self.image_size = _mode_and_size(self.files, size, color_mode)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        """Image ``index`` as uint8 ``(H, W)`` or ``(H, W, 3)``, and its class.
+
+        Parameters
+        ----------
+        index : int
+
+        Returns
+        -------
+        image : ndarray of uint8
+        target : int
+        """
+        height, width = self.image_size
+        with _open_image(self.files[index]) as image:
+            converted = image.convert(self.mode)
+        if converted.size != (width, height):
+            converted = converted.resize((width, height), _BILINEAR)
+        return np.asarray(converted, dtype=np.uint8), int(self.targets[index])
+
+
 def load_image_folder(
     path,
     image_size=None,
@@ -504,7 +651,9 @@ def load_image_folder(
     ``path/cat/001.png``, ``path/dog/xyz.jpg`` ... : the sorted sub-folder
     names are the classes, with ids ``0..k-1``. Files within a class are read
     in sorted order. Hidden files and folders (name starting with ``.``) are
-    ignored.
+    ignored. All images are read into one array; for folders larger than
+    memory, pass an :class:`ImageFolderDataset` (read lazily) to the
+    estimator instead.
 
     Parameters
     ----------
@@ -541,77 +690,15 @@ def load_image_folder(
         If an argument is invalid, ``path`` has no class sub-folders, a class
         sub-folder holds no images, or an image file cannot be decoded.
     """
-    size = _check_image_size(image_size)
-    if color_mode not in ("auto", "rgb", "grayscale"):
-        raise ValueError(
-            "color_mode must be one of ('auto', 'rgb', 'grayscale'), got "
-            f"{color_mode!r}."
-        )
-    suffixes = _check_extensions(extensions)
-    root = _as_path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"image folder {root} not found: expected a folder with one "
-            "sub-folder of images per class."
-        )
-
-    class_dirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-        key=lambda d: d.name,
-    )
-    if not class_dirs:
-        raise ValueError(
-            f"no class sub-folders in {root}: expected one sub-folder of images "
-            "per class."
-        )
-    files, labels = [], []
-    for label, class_dir in enumerate(class_dirs):
-        class_files = sorted(
-            f
-            for f in class_dir.iterdir()
-            if f.is_file()
-            and not f.name.startswith(".")
-            and f.suffix.lower() in suffixes
-        )
-        if not class_files:
-            raise ValueError(
-                f"no images in class folder {class_dir}: expected files with "
-                f"suffix {', '.join(sorted(suffixes))}."
-            )
-        files.extend(class_files)
-        labels.extend([label] * len(class_files))
-
-    # First pass: headers only, to settle the colour mode and default size.
-    modes = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                modes.append(image.mode)
-                if size is None:
-                    size = (image.height, image.width)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(
-                f"cannot read image file {file}: expected a file Pillow can "
-                f"decode ({type(exc).__name__}: {exc})."
-            ) from exc
-    if color_mode == "auto":
-        grayscale = all(mode in ("L", "1") for mode in modes)
-    else:
-        grayscale = color_mode == "grayscale"
-    pil_mode = "L" if grayscale else "RGB"
-
-    height, width = size
-    shape = (len(files), height, width) + (() if grayscale else (3,))
+    ds = ImageFolderDataset(path, image_size, color_mode, extensions)
+    height, width = ds.image_size
+    shape = (len(ds), height, width) + (() if ds.mode == "L" else (3,))
     X = np.empty(shape, dtype=np.uint8)
-    for i, file in enumerate(files):
-        with _open_image(file) as image:
-            converted = image.convert(pil_mode)
-        if converted.size != (width, height):
-            converted = converted.resize((width, height), _BILINEAR)
-        X[i] = np.asarray(converted, dtype=np.uint8)
-    y = np.asarray(labels, dtype=np.int64)
+    for i in range(len(ds)):
+        X[i] = ds[i][0]
+    y = ds.targets.copy()
     if return_class_names:
-        return X, y, [d.name for d in class_dirs]
+        return X, y, list(ds.classes)
     return X, y
 
 

@@ -36,7 +36,7 @@ from .backbones import (
 from .contrast import background_contrast, has_flat_background
 from .defaults import auto_batch_size, regime_for
 from .distributed import context_from_env, local_rank
-from .inputs import InputProfile, as_model_input
+from .inputs import InputProfile, as_image_item, as_model_input
 from .precision import PRECISIONS, resolve_precision
 from .progress import message, phase
 from .pseudo_labels import (
@@ -45,7 +45,12 @@ from .pseudo_labels import (
     reliable_pseudo_labels,
     spectral_coordinates,
 )
-from .samples import Samples, inference_batch_size, release_freed_memory
+from .samples import (
+    DatasetSamples,
+    Samples,
+    inference_batch_size,
+    release_freed_memory,
+)
 from .stages import train_feature_model, train_self_label, train_semi
 from .training import Checkpointer, apply_in_batches
 
@@ -109,11 +114,22 @@ def _resolve_device(device, for_inference=False):
     return dev
 
 
+def _is_dataset(X):
+    """Whether ``X`` is a torch data set (read lazily, item by item)."""
+    return isinstance(X, (torch.utils.data.Dataset, torch.utils.data.IterableDataset))
+
+
 def _fingerprint(data, params):
     """Hash of the training data and the parameters that shape a fit."""
     h = hashlib.sha256()
-    h.update(data.contiguous().numpy())  # hashed in place, no byte copy
-    h.update(str(tuple(data.shape)).encode())
+    if isinstance(data, torch.Tensor):
+        h.update(data.contiguous().numpy())  # hashed in place, no byte copy
+        h.update(str(tuple(data.shape)).encode())
+    else:  # a data set on disk: its size, type and 64 evenly spaced items
+        n = len(data)
+        h.update(f"{type(data).__qualname__}:{n}".encode())
+        for i in np.unique(np.linspace(0, n - 1, 64).astype(int)):
+            h.update(as_image_item(data[int(i)]).tobytes())
     for key in sorted(params):
         if key in ("verbose", "checkpoint_dir"):
             continue
@@ -315,6 +331,12 @@ class SPICEClustering(
         by batch on the device; on a GPU it is copied there once when it
         takes at most a quarter of the free memory, else every batch travels
         through pinned memory.
+    num_workers : int, default=0
+        Worker processes that read the items of a
+        :class:`torch.utils.data.Dataset` passed as ``X`` (through a
+        :class:`~torch.utils.data.DataLoader`) while the current batch trains;
+        0 reads them in this process. Arrays and PIL lists are in memory
+        already and ignore it.
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         Float type of the forward passes (:mod:`skspice.precision`): weights,
         optimiser state and results stay fp32, matrix products and
@@ -481,6 +503,7 @@ class SPICEClustering(
         ],
         "fixmatch_threshold": [Interval(Real, 0, 1, closed="both")],
         "device": [str, torch.device],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
         "precision": [StrOptions(set(PRECISIONS))],
         "checkpoint_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
@@ -512,6 +535,7 @@ class SPICEClustering(
         n_neighbors="auto",
         fixmatch_threshold=0.95,
         device="auto",
+        num_workers=0,
         precision="auto",
         checkpoint_dir=None,
         random_state=None,
@@ -539,6 +563,7 @@ class SPICEClustering(
         self.n_neighbors = n_neighbors
         self.fixmatch_threshold = fixmatch_threshold
         self.device = device
+        self.num_workers = num_workers
         self.precision = precision
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -547,6 +572,8 @@ class SPICEClustering(
     # ------------------------------------------------------------------ input
     def _validate_input(self, X, reset):
         profile = None if reset else self._profile
+        if _is_dataset(X):
+            return self._validate_dataset(X, profile, reset)
         if _is_table(X):
             # Rows of features (or flattened images): scikit-learn's own
             # validation gives its standard messages, n_features_in_ and
@@ -560,6 +587,27 @@ class SPICEClustering(
             self.n_features_in_ = profile.n_features
         return torch.from_numpy(data)  # uint8 images stay uint8
 
+    def _validate_dataset(self, X, profile, reset):
+        """A map-style data set of images, checked on its first item."""
+        if isinstance(X, torch.utils.data.IterableDataset) or not hasattr(X, "__len__"):
+            raise TypeError(
+                f"X is a {type(X).__name__}: data sets must be map-style (len(X) "
+                "and X[i]); iterable data sets are not supported."
+            )
+        if len(X) == 0:
+            raise ValueError("X is an empty data set; at least one sample is needed.")
+        first = as_image_item(X[0])
+        new = InputProfile("image", tuple(int(v) for v in first.shape))
+        if profile is not None and new != profile:
+            raise ValueError(
+                f"X has per-sample shape {new.shape} ({new.kind}) but the estimator "
+                f"was fitted on {profile.shape} ({profile.kind})."
+            )
+        if reset:
+            self._profile = new
+            self.n_features_in_ = new.n_features
+        return X
+
     def _resolve_views(self, data):
         """Decide contrast normalisation and flips for the training images."""
         image = self._profile.kind == "image"
@@ -569,7 +617,9 @@ class SPICEClustering(
             # contrast map lifts KMeans on EfficientNet-Lite0 features from
             # 0.49 to 0.56 (Fashion-MNIST in random colours), 0.22 to 0.66
             # (digits in random colours); see docs/benchmarks.md.
-            contrast = image and has_flat_background(Samples(data).subsample(2000))
+            contrast = image and has_flat_background(
+                self._samples(data, contrast=False).spaced_batches(2000)
+            )
         self.contrast_normalization_ = bool(contrast) and image
         flip = self.horizontal_flip
         if flip == "auto":
@@ -634,12 +684,15 @@ class SPICEClustering(
             )
         return w
 
-    def _samples(self, data):
+    def _samples(self, data, contrast=None):
         """What the network sees, batch by batch: the images as float32 in
-        [0, 1], or their contrast maps."""
-        return Samples(
-            data, background_contrast if self.contrast_normalization_ else None
-        )
+        [0, 1], or their contrast maps (``contrast``: the fitted choice)."""
+        if contrast is None:
+            contrast = self.contrast_normalization_
+        transform = background_contrast if contrast else None
+        if isinstance(data, torch.Tensor):
+            return Samples(data, transform)
+        return DatasetSamples(data, transform, self.num_workers)
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -648,10 +701,15 @@ class SPICEClustering(
 
         Parameters
         ----------
-        X : array-like or list of PIL images
+        X : array-like, list of PIL images or torch.utils.data.Dataset
             Images ``(n, H, W)`` or ``(n, H, W, C)`` (uint8 in [0, 255] or
-            floats in [0, 1]), a list of PIL images of one size, or tabular rows
-            ``(n, d)``.
+            floats in [0, 1]), a list of PIL images of one size, tabular rows
+            ``(n, d)``, or a map-style :class:`torch.utils.data.Dataset` of
+            images of one size (items as in
+            :func:`~skspice.inputs.as_image_item`; ``(image, target)`` pairs
+            work, the targets are ignored), read lazily batch by batch, e.g.
+            :class:`skspice.datasets.ImageFolderDataset` for a folder larger
+            than memory.
         y : None
             Ignored; present for API consistency.
 
@@ -688,7 +746,7 @@ class SPICEClustering(
 
     def _fit_all(self, X):
         data = self._validate_input(X, reset=True)
-        n = data.shape[0]
+        n = len(data)
         if n < self.n_clusters:
             raise ValueError(
                 f"n_clusters={self.n_clusters} is greater than the number of "
@@ -835,7 +893,8 @@ class SPICEClustering(
         (pretrained weights may resize small images up to 224 px)."""
         values = int(np.prod(data.sample_shape))
         if isinstance(model.resize, Resize) and len(data.sample_shape) == 3:
-            values = 3 * model.resize.size**2
+            # Views are made at the stored size, then resized in the model.
+            values = max(values, 3 * model.resize.size**2)
         return inference_batch_size(values, device)
 
     def _build_feature_model(self, data, device):
@@ -1055,7 +1114,7 @@ class SPICEClustering(
 
         Parameters
         ----------
-        X : array-like or list of PIL images
+        X : array-like, list of PIL images or torch.utils.data.Dataset
             Samples in the form given to :meth:`fit`.
 
         Returns
@@ -1070,7 +1129,7 @@ class SPICEClustering(
 
         Parameters
         ----------
-        X : array-like or list of PIL images
+        X : array-like, list of PIL images or torch.utils.data.Dataset
             Samples in the form given to :meth:`fit`.
 
         Returns
@@ -1114,7 +1173,7 @@ class SPICEClustering(
 
         Parameters
         ----------
-        X : array-like or list of PIL images
+        X : array-like, list of PIL images or torch.utils.data.Dataset
             Samples in the form given to :meth:`fit`.
 
         Returns

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils.validation import check_array
 
-__all__ = ["InputProfile", "as_model_input"]
+__all__ = ["InputProfile", "as_image_item", "as_model_input"]
 
 
 @dataclass(frozen=True)
@@ -222,3 +222,50 @@ def as_model_input(X, *, image_shape=None, profile=None, argname="X", compact=Fa
             f"estimator was fitted on {profile.shape} ({profile.kind})."
         )
     return data, new
+
+
+def as_image_item(item, argname="X", index=0):
+    """One item of an image data set as a ``(C, H, W)`` array.
+
+    Parameters
+    ----------
+    item : PIL image, ndarray, torch.Tensor or tuple
+        A PIL image; a numpy image ``(H, W)`` or ``(H, W, C)`` (uint8 in
+        [0, 255] or floats in [0, 1], as ``fit`` takes them); a torch tensor
+        ``(C, H, W)`` (torchvision's layout, uint8 or floats in [0, 1]); or a
+        tuple or list whose first element is one of these (``(image,
+        target)`` pairs of torchvision data sets).
+    argname : str, default="X"
+        Name used in error messages.
+    index : int, default=0
+        The item's index, for error messages.
+
+    Returns
+    -------
+    ndarray of shape (C, H, W)
+        uint8 for 8-bit images, else float32 in [0, 1].
+    """
+    if isinstance(item, (tuple, list)) and item and not np.isscalar(item[0]):
+        item = item[0]
+    where = f"{argname}[{index}]"
+    if type(item).__module__.startswith("torch"):
+        arr = item.detach().cpu().numpy()
+        if arr.ndim == 3:  # torchvision's (C, H, W)
+            arr = arr.transpose(1, 2, 0)
+    elif _is_pil_image(item):
+        arr = _pil_list_to_array([item], where, compact=True)[0]
+    else:
+        arr = _to_numeric_array(item, where)
+    if arr.ndim == 3 and arr.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{where} has shape {arr.shape}: an image must be (H, W) or (H, W, C) "
+            "with C in {1, 3} (numpy), or (C, H, W) (torch tensor)."
+        )
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"{where} has {arr.ndim} dimensions (shape {arr.shape}); a data set "
+            "item must be one image."
+        )
+    arr = _scale_pixels(arr, where, compact=True)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return np.ascontiguousarray(arr)

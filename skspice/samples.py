@@ -17,7 +17,13 @@ asynchronous.
 import numpy as np
 import torch
 
-__all__ = ["Samples", "as_samples", "inference_batch_size", "release_freed_memory"]
+__all__ = [
+    "DatasetSamples",
+    "Samples",
+    "as_samples",
+    "inference_batch_size",
+    "release_freed_memory",
+]
 
 #: Share of the GPU's free memory the stored data set may take on the device.
 DEVICE_DATA_SHARE = 0.25
@@ -96,8 +102,12 @@ class Samples:
         self.raw = raw
         self.transform = transform
         self._device_raw = None
-        first = self._convert(raw[:1])
+        first = self._convert(self._raw_batch(slice(0, 1)))
         self.sample_shape = tuple(int(s) for s in first.shape[1:])
+
+    def _raw_batch(self, idx):
+        """Stored samples ``idx`` in their stored dtype (on the CPU)."""
+        return self.raw[idx]
 
     def __len__(self):
         return int(self.raw.shape[0])
@@ -164,7 +174,10 @@ class Samples:
             if isinstance(idx, torch.Tensor):
                 idx = idx.to(device)
             return self._convert(self._device_raw[idx])
-        batch = self.raw[idx]
+        return self._to_device(self._raw_batch(idx), device)
+
+    def _to_device(self, batch, device):
+        """A stored-dtype batch as float32 model input on ``device``."""
         if batch.device != device:
             if device.type == "cuda" and batch.device.type == "cpu":
                 # Fancy indexing returns pageable memory, from which a
@@ -190,8 +203,30 @@ class Samples:
         torch.Tensor
         """
         stop = len(self) if stop is None else stop
-        for first in range(start, stop, batch_size):
-            yield self.fetch(slice(first, min(first + batch_size, stop)), device)
+        order = torch.arange(start, stop)
+        yield from self.stream(order.split(batch_size), device)
+
+    def stream(self, index_batches, device):
+        """Float32 batches of the given samples, one per index batch, in order.
+
+        The training loops draw their batches as index lists first and read
+        them through this method, so that a data set read from disk
+        (:class:`DatasetSamples`) can load the next batches in worker
+        processes while the current one trains.
+
+        Parameters
+        ----------
+        index_batches : sequence of torch.Tensor of int64
+            One index tensor per batch.
+        device : torch.device
+            Where the batches are needed.
+
+        Yields
+        ------
+        torch.Tensor
+        """
+        for idx in index_batches:
+            yield self.fetch(idx, device)
 
     def subsample(self, max_samples):
         """At most ``max_samples`` evenly spaced samples as float32, on the CPU.
@@ -208,8 +243,30 @@ class Samples:
         step = max(1, -(-len(self) // max_samples))
         return self.fetch(slice(None, None, step), torch.device("cpu"))
 
+    def spaced_batches(self, max_samples, device="cpu"):
+        """At most ``max_samples`` evenly spaced samples, in batches of about
+        :data:`INFERENCE_VALUES` ``["cpu"]`` values.
+
+        Parameters
+        ----------
+        max_samples : int
+            Upper bound.
+        device : torch.device or str, default="cpu"
+
+        Returns
+        -------
+        iterator of torch.Tensor
+        """
+        step = max(1, -(-len(self) // max_samples))
+        order = torch.arange(0, len(self), step)
+        return self.stream(order.split(self._value_batch()), torch.device(device))
+
+    def _value_batch(self):
+        """Samples per batch holding about ``INFERENCE_VALUES["cpu"]`` values."""
+        return max(1, INFERENCE_VALUES["cpu"] // int(np.prod(self.sample_shape)))
+
     @torch.no_grad()
-    def channel_stats(self, batch_size=4096):
+    def channel_stats(self, batch_size=None):
         """Mean and standard deviation per channel (images) or per column.
 
         Accumulated in float64 batch by batch, so the whole data set never
@@ -217,14 +274,16 @@ class Samples:
 
         Parameters
         ----------
-        batch_size : int, default=4096
-            Samples per batch.
+        batch_size : int, optional
+            Samples per batch; by default about ``INFERENCE_VALUES["cpu"]``
+            values (4096 images of 8 px, 5 of 224 px).
 
         Returns
         -------
         mean, std : torch.Tensor of float32
             Shape ``(C,)`` for images, ``(d,)`` for rows.
         """
+        batch_size = batch_size or self._value_batch()
         dims = (0, 2, 3) if len(self.sample_shape) == 3 else (0,)
         total = sq = None
         count = 0
@@ -238,6 +297,110 @@ class Samples:
         mean = total / count
         var = (sq - count * mean**2).clamp(min=0) / max(1, count - 1)
         return mean.float(), var.sqrt().float()
+
+
+class _Items(torch.utils.data.Dataset):
+    """A user's data set seen as ``(C, H, W)`` arrays (picklable for workers)."""
+
+    def __init__(self, dataset, argname):
+        self.dataset, self.argname = dataset, argname
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        from .inputs import as_image_item
+
+        return as_image_item(self.dataset[index], self.argname, index)
+
+
+def _stack(arrays):
+    """DataLoader collate: equal-shape ``(C, H, W)`` arrays to one tensor."""
+    first = arrays[0]
+    for a in arrays:
+        if a.shape != first.shape or a.dtype != first.dtype:
+            raise ValueError(
+                f"the data set's images differ: one is {first.shape} {first.dtype}, "
+                f"another {a.shape} {a.dtype} ((C, H, W)); give every image the "
+                "same size and type (e.g. ImageFolderDataset(image_size=...))."
+            )
+    return torch.from_numpy(np.stack(arrays))
+
+
+class DatasetSamples(Samples):
+    """Samples read from a map-style :class:`torch.utils.data.Dataset` on demand.
+
+    Nothing is loaded up front: every batch reads its items
+    (``dataset[i]``), converts them like ``fit``'s arrays
+    (:func:`~skspice.inputs.as_image_item`) and drops them after use, so
+    memory holds one batch, not the data set. With ``num_workers > 0`` the
+    items of the next batches are read in a :class:`~torch.utils.data.DataLoader`'s
+    worker processes while the current batch trains.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        Map-style (``len`` and ``dataset[i]``); items are images or
+        ``(image, target)`` pairs (see :func:`~skspice.inputs.as_image_item`),
+        all of one size.
+    transform : callable, optional
+        As in :class:`Samples`.
+    num_workers : int, default=0
+        Worker processes reading items; 0 reads them in this process.
+    argname : str, default="X"
+        Name used in error messages.
+    """
+
+    def __init__(self, dataset, transform=None, num_workers=0, argname="X"):
+        if len(dataset) == 0:
+            raise ValueError(
+                f"{argname} is an empty data set; at least one sample is needed."
+            )
+        self.items = _Items(dataset, argname)
+        self.num_workers = int(num_workers)
+        first = self.items[0]
+        self.stored_shape, self.stored_dtype = first.shape, first.dtype
+        super().__init__(None, transform)
+
+    def __len__(self):
+        return len(self.items)
+
+    @property
+    def nbytes(self):
+        """Bytes the data set would take in memory in its stored dtype."""
+        return len(self) * int(np.prod(self.stored_shape)) * self.stored_dtype.itemsize
+
+    def _raw_batch(self, idx):
+        if isinstance(idx, slice):
+            idx = range(*idx.indices(len(self)))
+        return _stack([self.items[int(i)] for i in idx])
+
+    def place(self, device, share=DEVICE_DATA_SHARE):
+        """Data read from disk stays there: nothing is copied to the device.
+
+        Returns
+        -------
+        bool
+            Always False.
+        """
+        return False
+
+    def stream(self, index_batches, device):
+        if self.num_workers <= 0:
+            yield from super().stream(index_batches, device)
+            return
+        loader = torch.utils.data.DataLoader(
+            self.items,
+            batch_sampler=[idx.tolist() for idx in index_batches],
+            num_workers=self.num_workers,
+            collate_fn=_stack,
+            pin_memory=torch.device(device).type == "cuda",
+            # Its own generator: worker seeds must not draw from (and so
+            # shift) the global random state the fit is seeded with.
+            generator=torch.Generator(),
+        )
+        for batch in loader:
+            yield self._to_device(batch, torch.device(device))
 
 
 def as_samples(data):

@@ -184,8 +184,11 @@ class MoCoStage(Stage):
     def batches(self, epoch):
         self.moco.train()
         self._accuracy, self._steps = 0.0, 0
-        for idx in iterate_minibatches(len(self.data), self.batch_size, self.gen):
-            x = self.data.fetch(self.ctx.shard(idx), self.device)
+        order = [
+            self.ctx.shard(idx)
+            for idx in iterate_minibatches(len(self.data), self.batch_size, self.gen)
+        ]
+        for x in self.data.stream(order, self.device):
             yield (
                 self.augmenter.contrastive(x, self.device_gen),
                 self.augmenter.contrastive(x, self.device_gen),

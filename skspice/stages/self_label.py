@@ -215,8 +215,8 @@ class SelfLabelStage(Stage):
         """Backbone features of weak and strong views of ``chunk``, computed
         ``encode_batch_size`` images at a time."""
         weak, strong = [], []
-        for part in self.ctx.shard(chunk).split(self.encode_batch_size):
-            x = self.data.fetch(part, self.device)
+        parts = self.ctx.shard(chunk).split(self.encode_batch_size)
+        for x in self.data.stream(parts, self.device):
             weak.append(self.backbone(self.augmenter.weak(x, self.device_gen)))
             strong.append(self.backbone(self.augmenter.strong(x, self.device_gen)))
         if not weak:  # this rank's share is empty

@@ -122,11 +122,14 @@ class FixMatchStage(Stage):
         self.network.train()
         self._mask_rate = []
         labeled = self._labeled_batches()
+        # Indices first (the draws of the original interleaved order), then
+        # the samples, read as one stream of labelled and unlabelled batches.
+        shard = self.ctx.shard
+        order = []
         for idx_u in iterate_minibatches(len(self.data), self.batch_size, self.gen):
-            idx_l = self.ctx.shard(next(labeled))
-            idx_u = self.ctx.shard(idx_u)
-            x_l = self.data.fetch(idx_l, self.device)
-            x_u = self.data.fetch(idx_u, self.device)
+            order += [shard(next(labeled)), shard(idx_u)]
+        batches = self.data.stream(order, self.device)
+        for idx_l, x_l, x_u in zip(order[::2], batches, batches):
             aug = self.augmenter
             yield (
                 aug.weak(x_l, self.device_gen),
