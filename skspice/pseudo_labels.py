@@ -79,7 +79,7 @@ def prototype_pseudo_labels(probs, features, center_ratio=0.5):
     return nearest.reshape(-1), labels, prototypes
 
 
-def knn_indices(features, k, chunk_size=None):
+def knn_indices(features, k, chunk_size=None, rows=None):
     """Indices of each sample's ``k`` nearest neighbours by cosine similarity.
 
     The sample itself is included (it is its own nearest neighbour), as in the
@@ -95,10 +95,13 @@ def knn_indices(features, k, chunk_size=None):
     chunk_size : int, optional
         Rows per similarity block; by default as many as keep a block at
         about 2**23 similarities (32 MiB), at least 64 and at most 2048.
+    rows : slice, optional
+        Only these samples' neighbours (among all samples), e.g. one rank's
+        share in a distributed fit; all rows by default.
 
     Returns
     -------
-    torch.Tensor of shape (n, k)
+    torch.Tensor of shape (n, k), or (rows, k) with ``rows``
         Neighbour indices, most similar first.
     """
     n = features.shape[0]
@@ -106,13 +109,17 @@ def knn_indices(features, k, chunk_size=None):
         raise ValueError(f"k must be in [1, {n}] for {n} samples, got {k}.")
     if chunk_size is None:
         chunk_size = int(min(2048, max(64, 2**23 // n)))
-    out = torch.empty((n, k), dtype=torch.long, device=features.device)
-    for start in range(0, n, chunk_size):
-        block = features[start : start + chunk_size] @ features.T
+    first, last, _ = (rows or slice(None)).indices(n)
+    out = torch.empty(
+        (max(0, last - first), k), dtype=torch.long, device=features.device
+    )
+    for start in range(first, last, chunk_size):
+        stop = min(start + chunk_size, last)
+        block = features[start:stop] @ features.T
         # Put each row's own sample first even when duplicates tie with it.
-        rows = torch.arange(block.shape[0], device=features.device)
-        block[rows, rows + start] = float("inf")
-        out[start : start + chunk_size] = block.topk(k, dim=1).indices
+        mine = torch.arange(block.shape[0], device=features.device)
+        block[mine, mine + start] = float("inf")
+        out[start - first : stop - first] = block.topk(k, dim=1).indices
     return out
 
 

@@ -268,3 +268,16 @@ def test_uint8_and_float_input_give_the_same_fit():
     b = SPICEClustering(n_clusters=4, **quick_params()).fit(X.astype(np.float32) / 255)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_allclose(a.embedding_, b.embedding_, atol=1e-5)
+
+
+def test_knn_rows_are_a_slice_of_the_full_search():
+    from skspice.pseudo_labels import knn_indices
+
+    f = torch.nn.functional.normalize(
+        torch.randn(50, 6, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    full = knn_indices(f, 5, chunk_size=7)
+    torch.testing.assert_close(
+        knn_indices(f, 5, chunk_size=7, rows=slice(13, 31)), full[13:31]
+    )
+    assert knn_indices(f, 5, rows=slice(4, 4)).shape == (0, 5)
