@@ -50,6 +50,7 @@ from .samples import (
     Samples,
     inference_batch_size,
     release_freed_memory,
+    whole_data_array,
 )
 from .stages import train_feature_model, train_self_label, train_semi
 from .training import Checkpointer, apply_in_batches
@@ -162,6 +163,17 @@ def _probabilities(network, data, device, batch_size, precision, ctx):
         precision,
         ctx,
     )
+
+
+def _normalized(features, batch_size=65536):
+    """L2-normalised rows, batch by batch into a new whole-data array (which
+    is memory-mapped when large, like ``features``)."""
+    out = whole_data_array(tuple(features.shape), features.dtype)
+    for start in range(0, features.shape[0], batch_size):
+        out[start : start + batch_size] = F.normalize(
+            features[start : start + batch_size], dim=1
+        )
+    return out
 
 
 @contextlib.contextmanager
@@ -818,7 +830,7 @@ class SPICEClustering(
                 features = apply_in_batches(
                     model, data, eval_bs, device, precision, ctx
                 )
-            embedding = F.normalize(features, dim=1)
+            embedding = _normalized(features)
         release_freed_memory()  # stage 1's batches: so stage 2 starts low
 
         with _timed(seconds, "self-label"):

@@ -17,7 +17,7 @@ import torch
 from .distributed import SINGLE
 from .precision import autocast, grad_scaler
 from .progress import StageProgress
-from .samples import as_samples
+from .samples import as_samples, whole_data_array
 
 __all__ = ["Checkpointer", "Stage", "cosine_schedule", "run_stage"]
 
@@ -440,19 +440,26 @@ def apply_in_batches(fn, data, batch_size, device, precision=None, ctx=SINGLE):
     Returns
     -------
     torch.Tensor
-        Concatenated outputs on the CPU, float32 for floating outputs.
+        The outputs in order on the CPU, float32 for floating outputs;
+        memory-mapped when larger than a share of the available memory
+        (:func:`~skspice.samples.whole_data_array`).
     """
     device = torch.device(device)
     data = as_samples(data)
     mine = ctx.shard(torch.arange(len(data)))
     start, stop = (int(mine[0]), int(mine[-1]) + 1) if len(mine) else (0, 0)
-    outs = []
-    for x in data.batches(batch_size, device, start, stop):
+    result, pos = None, 0
+    batches = data.batches(batch_size, device, start, stop) if stop > start else ()
+    for x in batches:
         with autocast(device, precision):
             out = fn(x)
-        outs.append((out.float() if out.is_floating_point() else out).cpu())
-    if not outs:  # an empty share: one zero-length output of the right shape
+        out = (out.float() if out.is_floating_point() else out).cpu()
+        if result is None:  # the output's width is known at the first batch
+            result = whole_data_array((stop - start,) + out.shape[1:], out.dtype)
+        result[pos : pos + len(out)] = out
+        pos += len(out)
+    if result is None:  # an empty share: a zero-length output of the right shape
         with autocast(device, precision):
             out = fn(data.fetch(slice(0, 1), device))[:0]
-        outs.append((out.float() if out.is_floating_point() else out).cpu())
-    return ctx.gather(torch.cat(outs))
+        result = (out.float() if out.is_floating_point() else out).cpu()
+    return ctx.gather(result)

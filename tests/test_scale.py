@@ -2,6 +2,8 @@
 the pieces that let a fit grow with the data (skspice.samples,
 skspice.defaults, skspice.precision) and their use by the estimator."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -281,3 +283,34 @@ def test_knn_rows_are_a_slice_of_the_full_search():
         knn_indices(f, 5, chunk_size=7, rows=slice(13, 31)), full[13:31]
     )
     assert knn_indices(f, 5, rows=slice(4, 4)).shape == (0, 5)
+
+
+def _skspice_maps():
+    """Memory-mapped deleted (temporary) files of this process (Linux)."""
+    with open("/proc/self/maps") as f:
+        return sum(line.rstrip().endswith("(deleted)") for line in f)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
+def test_whole_data_arrays_go_to_memory_maps_when_large(monkeypatch):
+    import skspice.samples as samples_module
+    from skspice.samples import whole_data_array
+
+    before = _skspice_maps()
+    small = whole_data_array((3, 2))
+    assert _skspice_maps() == before
+    mapped = whole_data_array((3, 2), share=0)
+    assert _skspice_maps() == before + 1
+    mapped[:] = 1.5
+    assert float(mapped.sum()) == 9.0
+    del mapped, small
+
+    X, _ = load_digits_images()
+    X = X[:100]
+    ref = SPICEClustering(n_clusters=4, **quick_params()).fit(X)
+    monkeypatch.setattr(samples_module, "HOST_ARRAY_SHARE", 0.0)
+    before = _skspice_maps()
+    model = SPICEClustering(n_clusters=4, **quick_params()).fit(X)
+    assert _skspice_maps() > before  # embedding_ lives in a memory map
+    np.testing.assert_allclose(model.embedding_, ref.embedding_, atol=1e-6)
+    np.testing.assert_array_equal(model.labels_, ref.labels_)
