@@ -52,6 +52,9 @@ def main(out_dir, params):
         "labels": model.labels_.tolist(),
         "acc": cluster_accuracy(y, model.labels_),
         "history_epochs": len(model.history_),
+        "feature_losses": [
+            r["loss"] for r in model.history_ if r["stage"] == "feature"
+        ],
         "weights_sum": float(
             sum(p.double().sum() for p in model.network_.parameters())
         ),

@@ -64,7 +64,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    single = _run([sys.executable], one)
+    single = _run([sys.executable], one, {"OMP_NUM_THREADS": "1"})
     ranks = _run(
         [
             sys.executable,
@@ -90,3 +90,51 @@ def test_torchrun_two_processes_match_one(tmp_path):
         single[0]["acc"],
     )
     assert single[0]["acc"] > 0.7
+
+
+def test_torchrun_resumes_from_rank_0_checkpoint(tmp_path):
+    """Kill a two-process fit once rank 0 has saved a checkpoint; the same
+    torchrun command then resumes it (the saved epochs are not re-run)."""
+    import signal
+    import time
+
+    ckdir, out = tmp_path / "ckpt", tmp_path / "out"
+    out.mkdir()
+    params = dict(PARAMS, feature_epochs=40, checkpoint_dir=str(ckdir))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node=2", str(SCRIPT), str(out), json.dumps(params),
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckdir.is_dir() and any(p.suffix == ".pt" for p in ckdir.iterdir()):
+                time.sleep(0.5)  # let the atomic rename settle
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the fit ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    (ckpt,) = [p for p in ckdir.iterdir() if p.suffix == ".pt"]
+    saved = torch.load(ckpt, weights_only=True)
+    done = saved["stages"]["feature"]["epoch"]
+    assert 1 <= done < params["feature_epochs"]
+    assert not list(out.glob("rank*.json"))
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
+    assert [r["world_size_"] for r in ranks] == [2, 2]
+    assert ranks[0]["labels"] == ranks[1]["labels"]
+    # The first epochs' losses are the killed run's, read from the file.
+    saved_losses = [r["loss"] for r in saved["stages"]["feature"]["history"]]
+    assert ranks[0]["feature_losses"][:done] == saved_losses
+    assert not any(p.suffix == ".pt" for p in ckdir.iterdir())  # removed at the end
