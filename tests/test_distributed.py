@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from processes import kill_at_first_checkpoint
 
 from skspice.distributed import SINGLE, Context, context_from_env
 
@@ -95,9 +96,6 @@ def test_torchrun_two_processes_match_one(tmp_path):
 def test_torchrun_resumes_from_rank_0_checkpoint(tmp_path):
     """Kill a two-process fit once rank 0 has saved a checkpoint; the same
     torchrun command then resumes it (the saved epochs are not re-run)."""
-    import signal
-    import time
-
     ckdir, out = tmp_path / "ckpt", tmp_path / "out"
     out.mkdir()
     params = dict(PARAMS, feature_epochs=40, checkpoint_dir=str(ckdir))
@@ -112,19 +110,7 @@ def test_torchrun_resumes_from_rank_0_checkpoint(tmp_path):
         cmd, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if ckdir.is_dir() and any(p.suffix == ".pt" for p in ckdir.iterdir()):
-                time.sleep(0.5)  # let the atomic rename settle
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the fit ended before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    (ckpt,) = [p for p in ckdir.iterdir() if p.suffix == ".pt"]
-    saved = torch.load(ckpt, weights_only=True)
+    saved = kill_at_first_checkpoint(proc, ckdir, timeout=300, group=True)
     done = saved["stages"]["feature"]["epoch"]
     assert 1 <= done < params["feature_epochs"]
     assert not list(out.glob("rank*.json"))

@@ -1,18 +1,16 @@
 """Reliability: bad input, collapse guards, non-finite losses, interruption,
 checkpoint/resume and device errors."""
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 import torch
 from params import quick_params
 from PIL import Image
+from processes import kill_at_first_checkpoint
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -209,18 +207,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
         )
     )
     proc = subprocess.Popen([sys.executable, str(script)])
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if ckdir.is_dir() and any(p.suffix == ".pt" for p in ckdir.iterdir()):
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the fit ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    (ckpt,) = [p for p in ckdir.iterdir() if p.suffix == ".pt"]
-    saved = torch.load(ckpt, weights_only=True)
+    saved = kill_at_first_checkpoint(proc, ckdir)
     done = saved["stages"]["feature"]["epoch"]
     assert 1 <= done < RESUME["feature_epochs"]
 
