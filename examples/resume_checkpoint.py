@@ -46,7 +46,7 @@ def make_fit(checkpoint_dir):
     params = dict(n_clusters=10, random_state=0)
     if QUICK:  # several feature epochs, so the child stops mid-stage
         X, y = X[:200], y[:200]
-        params.update(feature_epochs=40, self_epochs=1, semi_epochs=1, batch_size=32)
+        params.update(feature_epochs=10, self_epochs=1, semi_epochs=1, batch_size=32)
     return X, y, SPICEClustering(checkpoint_dir=checkpoint_dir, **params)
 
 
@@ -66,6 +66,10 @@ def saved_epochs(checkpoint_dir):
 
 
 def child(checkpoint_dir):
+    # A process started in the background by a non-interactive shell inherits
+    # SIGINT as ignored, and Python then raises no KeyboardInterrupt: make
+    # Ctrl-C (SIGINT) interrupt the fit whatever started us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     X, _, spice = make_fit(checkpoint_dir)
     try:
         spice.fit(X)
