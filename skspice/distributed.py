@@ -83,7 +83,23 @@ class Context:
             return batch
         return batch.tensor_split(self.world_size)[self.rank]
 
-    def gather(self, tensor):
+    def share_range(self, n):
+        """This rank's contiguous share of ``n`` samples, as a slice.
+
+        Parameters
+        ----------
+        n : int
+
+        Returns
+        -------
+        slice
+            ``slice(start, stop)``, the indices :meth:`shard` gives this
+            rank out of ``range(n)`` (empty when ``n < world_size``).
+        """
+        mine = self.shard(torch.arange(n))
+        return slice(int(mine[0]), int(mine[-1]) + 1) if len(mine) else slice(0, 0)
+
+    def gather(self, tensor, return_offset=False):
         """Concatenate every rank's ``tensor`` along dim 0, in rank order.
 
         Shares may differ in length (e.g. the last, shorter shard); the
@@ -92,13 +108,18 @@ class Context:
         Parameters
         ----------
         tensor : torch.Tensor
+        return_offset : bool, default=False
+            Also return where this rank's rows start in the result (the
+            shares' sizes are exchanged anyway).
 
         Returns
         -------
         torch.Tensor
+        offset : int
+            Only with ``return_offset``.
         """
         if not self.active:
-            return tensor
+            return (tensor, 0) if return_offset else tensor
         home = tensor.device
         tensor = tensor.to(self.comm_device).contiguous()
         size = torch.tensor([tensor.shape[0]], device=tensor.device)
@@ -110,7 +131,8 @@ class Context:
         padded[: tensor.shape[0]] = tensor
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
-        return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(home)
+        out = torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(home)
+        return (out, sum(sizes[: self.rank])) if return_offset else out
 
     def broadcast(self, tensor):
         """Rank 0's ``tensor``, in place on every rank (same shape and dtype).

@@ -856,12 +856,7 @@ class SPICEClustering(
             text = f"[semi] finding {n_nb} nearest neighbours of {n:,} samples"
             with phase(verbose, text):
                 # Each rank searches its share of the rows, against all samples.
-                share = ctx.shard(torch.arange(n))
-                rows = (
-                    slice(int(share[0]), int(share[-1]) + 1)
-                    if len(share)
-                    else slice(0, 0)
-                )
+                rows = ctx.share_range(n)
                 neighbors = ctx.gather(knn_indices(embedding, n_nb, rows=rows))
             if self._semi_epochs(n, device) > 0:
                 with phase(verbose, "[semi] selecting reliable pseudo-labels"):

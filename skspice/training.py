@@ -446,8 +446,8 @@ def apply_in_batches(fn, data, batch_size, device, precision=None, ctx=SINGLE):
     """
     device = torch.device(device)
     data = as_samples(data)
-    mine = ctx.shard(torch.arange(len(data)))
-    start, stop = (int(mine[0]), int(mine[-1]) + 1) if len(mine) else (0, 0)
+    mine = ctx.share_range(len(data))
+    start, stop = mine.start, mine.stop
     result, pos = None, 0
     batches = data.batches(batch_size, device, start, stop) if stop > start else ()
     for x in batches:

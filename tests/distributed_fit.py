@@ -33,6 +33,8 @@ def check_helpers(ctx):
         ]
     )
     assert torch.equal(gathered, expected), gathered
+    _, offset = ctx.gather(mine, return_offset=True)
+    assert offset == sum(r + 2 for r in range(ctx.rank)), offset
     assert ctx.broadcast_object({"rank": ctx.rank}) == {"rank": 0}
     shards = [
         torch.arange(7).tensor_split(ctx.world_size)[r] for r in range(ctx.world_size)

@@ -59,6 +59,13 @@ def test_shard_splits_a_batch_disjointly():
     parts = [Context(r, 3).shard(batch) for r in range(3)]
     assert [len(p) for p in parts] == [4, 4, 3]
     assert torch.equal(torch.cat(parts), batch)
+    ranges = [Context(r, 3).share_range(11) for r in range(3)]
+    assert ranges == [slice(0, 4), slice(4, 8), slice(8, 11)]
+    assert Context(2, 3).share_range(2) == slice(0, 0)  # fewer samples than ranks
+    assert SINGLE.share_range(5) == slice(0, 5)
+    t = torch.arange(3)
+    out, offset = SINGLE.gather(t, return_offset=True)
+    assert out is t and offset == 0
 
 
 def test_torchrun_two_processes_match_one(tmp_path):

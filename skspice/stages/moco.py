@@ -86,9 +86,7 @@ class MoCo(nn.Module):
         # cannot leak which key belongs to which query. On one process the
         # sub-batches stand in for the reference's GPUs.
         ctx = self.ctx
-        sizes = ctx.gather(torch.tensor([x.shape[0]]))
-        offset = int(sizes[: ctx.rank].sum())
-        x_all = ctx.gather(x)
+        x_all, offset = ctx.gather(x, return_offset=True)
         n = x_all.shape[0]
         perm = torch.randperm(n, generator=gen).to(x.device)  # same on all ranks
         chunks = max(1, min(4, n // 32) // ctx.world_size)
