@@ -36,8 +36,8 @@ from .backbones import (
 from .contrast import background_contrast, has_flat_background
 from .defaults import auto_batch_size, regime_for
 from .distributed import context_from_env, local_rank
-from .inputs import InputProfile, as_image_item, as_model_input
-from .precision import PRECISIONS, resolve_precision
+from .inputs import InputProfile, as_image_item, as_model_input, check_profile
+from .precision import PRECISIONS, precision_name, resolve_precision
 from .progress import message, phase
 from .pseudo_labels import (
     knn_indices,
@@ -610,11 +610,7 @@ class SPICEClustering(
             raise ValueError("X is an empty data set; at least one sample is needed.")
         first = as_image_item(X[0])
         new = InputProfile("image", tuple(int(v) for v in first.shape))
-        if profile is not None and new != profile:
-            raise ValueError(
-                f"X has per-sample shape {new.shape} ({new.kind}) but the estimator "
-                f"was fitted on {profile.shape} ({profile.kind})."
-            )
+        check_profile(new, profile)
         if reset:
             self._profile = new
             self.n_features_in_ = new.n_features
@@ -781,7 +777,7 @@ class SPICEClustering(
         if ckpt is not None:
             ckpt.meta["seed"] = seed
         precision = resolve_precision(self.precision, device)
-        self.precision_ = {None: "fp32", torch.bfloat16: "bf16"}.get(precision, "fp16")
+        self.precision_ = precision_name(precision)
         samples = self._samples(data)
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda), _cudnn_autotune(device):

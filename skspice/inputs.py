@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils.validation import check_array
 
-__all__ = ["InputProfile", "as_image_item", "as_model_input"]
+__all__ = ["InputProfile", "as_image_item", "as_model_input", "check_profile"]
 
 
 @dataclass(frozen=True)
@@ -216,12 +216,32 @@ def as_model_input(X, *, image_shape=None, profile=None, argname="X", compact=Fa
             f"{argname} has {arr.ndim} dimensions (shape {arr.shape}); expected 2 "
             "(tabular rows), 3 (n, H, W) or 4 (n, H, W, C)."
         )
+    check_profile(new, profile, argname)
+    return data, new
+
+
+def check_profile(new, profile, argname="X"):
+    """Raise unless samples like ``new`` match the ``profile`` seen in ``fit``.
+
+    Parameters
+    ----------
+    new : InputProfile
+        What the samples of ``argname`` look like.
+    profile : InputProfile or None
+        The fitted profile; None (not fitted yet) accepts anything.
+    argname : str, default="X"
+        Name used in the error message.
+
+    Raises
+    ------
+    ValueError
+        When the per-sample shapes or kinds differ.
+    """
     if profile is not None and new != profile:
         raise ValueError(
             f"{argname} has per-sample shape {new.shape} ({new.kind}) but the "
             f"estimator was fitted on {profile.shape} ({profile.kind})."
         )
-    return data, new
 
 
 def as_image_item(item, argname="X", index=0):

@@ -11,7 +11,13 @@ import contextlib
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "grad_scaler", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "grad_scaler",
+    "precision_name",
+    "resolve_precision",
+]
 
 #: Accepted values of the ``precision`` parameter.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -54,6 +60,27 @@ def resolve_precision(precision, device):
             "8.0 or newer); use 'fp16' or 'fp32' on this one."
         )
     return _DTYPES[precision]
+
+
+def precision_name(dtype):
+    """The name of an autocast dtype from :func:`resolve_precision`.
+
+    Parameters
+    ----------
+    dtype : torch.dtype or None
+
+    Returns
+    -------
+    {"fp32", "bf16", "fp16"}
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skspice.precision import precision_name
+    >>> precision_name(None), precision_name(torch.bfloat16)
+    ('fp32', 'bf16')
+    """
+    return next(name for name, d in _DTYPES.items() if d == dtype)
 
 
 def autocast(device, dtype):

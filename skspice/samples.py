@@ -109,8 +109,9 @@ class Samples:
         self.raw = raw
         self.transform = transform
         self._device_raw = None
-        first = self._convert(self._raw_batch(slice(0, 1)))
-        self.sample_shape = tuple(int(s) for s in first.shape[1:])
+        first = self._raw_batch(slice(0, 1))
+        self._stored_bytes = first.element_size() * first[0].nelement()
+        self.sample_shape = tuple(int(s) for s in self._convert(first).shape[1:])
 
     def _raw_batch(self, idx):
         """Stored samples ``idx`` in their stored dtype (on the CPU)."""
@@ -126,8 +127,9 @@ class Samples:
 
     @property
     def nbytes(self):
-        """Bytes of the stored samples."""
-        return self.raw.element_size() * self.raw.nelement()
+        """Bytes of the stored samples (for a data set read from disk, what
+        they would take in memory in their stored dtype)."""
+        return len(self) * self._stored_bytes
 
     def _convert(self, x):
         x = _to_unit(x)
@@ -234,21 +236,6 @@ class Samples:
         """
         for idx in index_batches:
             yield self.fetch(idx, device)
-
-    def subsample(self, max_samples):
-        """At most ``max_samples`` evenly spaced samples as float32, on the CPU.
-
-        Parameters
-        ----------
-        max_samples : int
-            Upper bound.
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        step = max(1, -(-len(self) // max_samples))
-        return self.fetch(slice(None, None, step), torch.device("cpu"))
 
     def spaced_batches(self, max_samples, device="cpu"):
         """At most ``max_samples`` evenly spaced samples, in batches of about
@@ -365,17 +352,10 @@ class DatasetSamples(Samples):
             )
         self.items = _Items(dataset, argname)
         self.num_workers = int(num_workers)
-        first = self.items[0]
-        self.stored_shape, self.stored_dtype = first.shape, first.dtype
         super().__init__(None, transform)
 
     def __len__(self):
         return len(self.items)
-
-    @property
-    def nbytes(self):
-        """Bytes the data set would take in memory in its stored dtype."""
-        return len(self) * int(np.prod(self.stored_shape)) * self.stored_dtype.itemsize
 
     def _raw_batch(self, idx):
         if isinstance(idx, slice):

@@ -180,3 +180,19 @@ def test_lazy_folder_peak_memory_below_loading_all_images(tmp_path):
     eager = _peak_growth(tmp_path, "eager")
     assert lazy["n"] == eager["n"] == n
     assert lazy["grown"] < eager["grown"] - 0.5 * images_mib, (lazy, eager, images_mib)
+
+
+def test_dataset_samples_read_one_item_to_start_and_report_their_size():
+    from skspice.samples import DatasetSamples
+
+    X, y = _digits(10)
+    reads = []
+
+    class Counted(_Images):
+        def __getitem__(self, i):
+            reads.append(i)
+            return super().__getitem__(i)
+
+    s = DatasetSamples(Counted(X, y))
+    assert reads == [0]  # shape and dtype come from one read of item 0
+    assert s.sample_shape == (1, 8, 8) and s.nbytes == 10 * 64  # uint8 (C, H, W)
