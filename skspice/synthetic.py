@@ -10,7 +10,10 @@ is controlled:
 * :func:`make_shapes` -- ten kinds of geometric shapes at random sizes,
   positions and rotations;
 * :func:`make_glyphs` -- ten letters rendered at random sizes, positions,
-  rotations and stroke weights.
+  rotations and stroke weights;
+* :func:`make_textures` -- ten periodic colour textures filling the whole
+  image (no flat background, like a photograph's detail), at random scales,
+  phases, orientations and colours, with lighting and noise.
 
 All functions are seeded and return new arrays; inputs are never modified.
 """
@@ -24,8 +27,10 @@ from sklearn.utils import check_random_state
 __all__ = [
     "GLYPH_LETTERS",
     "SHAPE_NAMES",
+    "TEXTURE_NAMES",
     "make_glyphs",
     "make_shapes",
+    "make_textures",
     "random_colors",
     "random_polarity",
 ]
@@ -42,6 +47,21 @@ SHAPE_NAMES = (
     "crescent",
     "arrow",
     "bars",
+)
+
+#: Classes of :func:`make_textures`, in label order. No two are mirror
+#: images of each other, so horizontal flips keep every class.
+TEXTURE_NAMES = (
+    "stripes",
+    "checks",
+    "dots",
+    "rings",
+    "spokes",
+    "grid",
+    "waves",
+    "bricks",
+    "blobs",
+    "hatching",
 )
 
 #: Classes of :func:`make_glyphs`, in label order.
@@ -276,4 +296,98 @@ def make_glyphs(n_samples=10000, image_size=32, random_state=None):
             stroke_fill=255,
         )
         X[i] = _finish(canvas, image_size, rng.uniform(-25, 25))
+    return X, y
+
+
+def _texture(kind, u, v, period, rng):
+    """One pattern in [0, 1] on rotated, centred coordinates ``u, v``
+    (pixels), with ``period`` pixels per repeat."""
+    w = 2 * math.pi / period
+    if kind == "stripes":
+        return 0.5 + 0.5 * np.cos(w * u)
+    if kind == "checks":
+        return (np.cos(w * u) * np.cos(w * v) > 0).astype(float)
+    if kind == "dots":
+        du = (u / period) % 1 - 0.5
+        dv = (v / period) % 1 - 0.5
+        return (np.hypot(du, dv) < 0.28).astype(float)
+    if kind == "rings":
+        return 0.5 + 0.5 * np.cos(w * np.hypot(u, v))
+    if kind == "spokes":
+        n_spokes = int(rng.randint(5, 9))
+        return 0.5 + 0.5 * np.cos(n_spokes * np.arctan2(v, u))
+    if kind == "grid":
+        du = np.abs((u / period) % 1 - 0.5)
+        dv = np.abs((v / period) % 1 - 0.5)
+        return (np.minimum(du, dv) < 0.12).astype(float)
+    if kind == "waves":
+        return 0.5 + 0.5 * np.cos(w * (u + 0.35 * period * np.sin(w * v / 2)))
+    if kind == "bricks":
+        row = np.floor(v / period)
+        mortar_h = np.abs((v / period) % 1 - 0.5) > 0.4
+        mortar_v = np.abs(((u / (2 * period)) + 0.5 * (row % 2)) % 1 - 0.5) > 0.45
+        return (mortar_h | mortar_v).astype(float)
+    if kind == "blobs":
+        field = np.zeros_like(u)
+        for _ in range(6):
+            k = rng.normal(size=2) * w / 2.5
+            field += np.cos(k[0] * u + k[1] * v + rng.uniform(0, 2 * math.pi))
+        return (field > 0).astype(float)
+    # hatching: two stripe sets at 60 degrees, thin dark lines
+    a = np.abs((u / period) % 1 - 0.5)
+    b = np.abs(((0.5 * u + 0.866 * v) / period) % 1 - 0.5)
+    return ((a < 0.1) | (b < 0.1)).astype(float)
+
+
+def make_textures(n_samples=10000, image_size=32, random_state=None):
+    """Ten colour textures that fill the image (see :data:`TEXTURE_NAMES`).
+
+    Each image draws its class's pattern with a random period (a sixth to a
+    third of the side), phase and orientation, in two random colours, under
+    a random linear lighting gradient, with Gaussian pixel noise. Colour,
+    scale and lighting carry no class information; only the pattern does.
+    No image has a flat border, so it looks to a clustering method like a
+    detail of a colour photograph rather than an object on a background.
+
+    Parameters
+    ----------
+    n_samples : int, default=10000
+        Number of images (classes are balanced up to one image).
+    image_size : int, default=32
+        Side of the square images.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the textures.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, image_size, image_size, 3), dtype uint8
+    y : ndarray of shape (n_samples,), dtype int64
+
+    Examples
+    --------
+    >>> from skspice.synthetic import make_textures
+    >>> X, y = make_textures(20, random_state=0)
+    >>> X.shape, X.dtype
+    ((20, 32, 32, 3), dtype('uint8'))
+    """
+    rng = check_random_state(random_state)
+    y = _balanced_labels(n_samples, len(TEXTURE_NAMES), rng)
+    grid = np.arange(image_size, dtype=float) - (image_size - 1) / 2
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    X = np.empty((n_samples, image_size, image_size, 3), dtype=np.uint8)
+    for i, label in enumerate(y):
+        angle = rng.uniform(0, math.pi)
+        shift = rng.uniform(-image_size / 4, image_size / 4, size=2)
+        u = math.cos(angle) * (xx - shift[0]) + math.sin(angle) * (yy - shift[1])
+        v = -math.sin(angle) * (xx - shift[0]) + math.cos(angle) * (yy - shift[1])
+        period = rng.uniform(1 / 6, 1 / 3) * image_size
+        pattern = _texture(TEXTURE_NAMES[label], u, v, period, rng)
+        fg, bg = rng.uniform(0, 1, size=(2, 3))
+        while np.abs(fg - bg).sum() < 0.6:  # keep the pattern visible
+            fg, bg = rng.uniform(0, 1, size=(2, 3))
+        img = bg + pattern[..., None] * (fg - bg)
+        slope = rng.uniform(-1, 1, size=2)
+        light = 1 + 0.25 * (slope[0] * xx + slope[1] * yy) / image_size
+        img = img * light[..., None] + rng.normal(0, 0.04, size=img.shape)
+        X[i] = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
     return X, y

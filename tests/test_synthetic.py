@@ -6,8 +6,10 @@ import pytest
 from skspice.synthetic import (
     GLYPH_LETTERS,
     SHAPE_NAMES,
+    TEXTURE_NAMES,
     make_glyphs,
     make_shapes,
+    make_textures,
     random_colors,
     random_polarity,
 )
@@ -306,3 +308,61 @@ def test_make_shapes_rotation_symmetric_disk_centred():
         cy = (img.sum(axis=1) * coords).sum() / img.sum()
         cx = (img.sum(axis=0) * coords).sum() / img.sum()
         assert abs(cy - 13.5) < 0.12 * 28 and abs(cx - 13.5) < 0.12 * 28
+
+
+# ---------------------------------------------------------------------------
+# make_textures
+# ---------------------------------------------------------------------------
+
+
+def test_make_textures_shape_dtype_balance_and_seed():
+    assert len(TEXTURE_NAMES) == 10 and len(set(TEXTURE_NAMES)) == 10
+    X, y = make_textures(43, random_state=0)
+    assert X.shape == (43, 32, 32, 3) and X.dtype == np.uint8
+    assert y.dtype == np.int64
+    counts = np.bincount(y, minlength=10)
+    assert counts.max() - counts.min() <= 1
+    X2, y2 = make_textures(43, random_state=0)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(X, make_textures(43, random_state=1)[0])
+    assert make_textures(5, image_size=20, random_state=0)[0].shape == (5, 20, 20, 3)
+
+
+def test_make_textures_fill_the_image_in_colour():
+    X, _ = make_textures(50, random_state=0)
+    X = X.astype(float) / 255
+    # Colour: the channels differ (not gray images).
+    assert np.abs(X[..., 0] - X[..., 1]).mean() > 0.05
+    # No flat background: the pattern reaches the border of every image,
+    # so the frame varies as much as the inside.
+    frame = np.concatenate([X[:, 0], X[:, -1], X[:, :, 0], X[:, :, -1]], axis=1)
+    assert (frame.std(axis=(1, 2)) > 0.05).all()
+
+
+def test_make_textures_colour_carries_no_class():
+    # Mean colours are drawn independently of the class: a nearest-mean
+    # classifier on mean colour is near chance, unlike one on the pattern's
+    # spectrum, which ignores colour, phase and position.
+    X, y = make_textures(600, random_state=0)
+    Xt, yt = make_textures(300, random_state=1)
+
+    def accuracy(f):
+        a, b = f(X), f(Xt)
+        means = np.stack([a[y == k].mean(axis=0) for k in range(10)])
+        pred = ((b[:, None] - means[None]) ** 2).sum(axis=-1).argmin(axis=1)
+        return (pred == yt).mean()
+
+    def colour(Z):
+        return Z.reshape(len(Z), -1, 3).mean(axis=1) / 255.0
+
+    def spectrum(Z):
+        gray = Z.astype(float).mean(axis=-1)
+        gray = (gray - gray.mean(axis=(1, 2), keepdims=True)) / (
+            gray.std(axis=(1, 2), keepdims=True) + 1e-6
+        )
+        power = np.abs(np.fft.fft2(gray)) ** 2
+        return np.log1p(power.reshape(len(Z), -1))
+
+    assert accuracy(colour) < 0.2
+    assert accuracy(spectrum) > 0.3
