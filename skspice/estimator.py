@@ -52,6 +52,7 @@ from .samples import (
     release_freed_memory,
     whole_data_array,
 )
+from .stages import semi as semi_stage
 from .stages import train_feature_model, train_self_label, train_semi
 from .training import Checkpointer, apply_in_batches
 
@@ -1018,12 +1019,14 @@ class SPICEClustering(
         """Confident samples that agree with their neighbours, balanced;
         returns the labels and the per-cluster counts."""
         n, k = probs.shape
+        settings = semi_stage.SEMI
         return reliable_pseudo_labels(
             probs,
             neighbors,
             confidence=self.confidence_threshold,
             consistency=self.consistency_ratio,
-            min_per_cluster=max(1, n // (20 * k)),
+            min_per_cluster=settings.fallback_floor(n, k),
+            balance=not settings.balanced_batches,
             random_state=seed,
             return_counts=True,
         )
@@ -1034,6 +1037,7 @@ class SPICEClustering(
     def _train_semi(self, network, data, reliable, augmenter, run):
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""
         n, device = len(data), run["device"]
+        settings = semi_stage.SEMI
         return train_semi(
             network.to(device),
             data,
@@ -1042,10 +1046,11 @@ class SPICEClustering(
             epochs=self._semi_epochs(n, device),
             lr=self.semi_lr,
             batch_size=min(2 * self._batch_size(n, device), n),
-            unlabeled_ratio=7,
+            unlabeled_ratio=settings.unlabeled_ratio,
             threshold=self.fixmatch_threshold,
-            lambda_u=1.0,
-            ema_decay=0.999,
+            lambda_u=settings.lambda_u,
+            ema_decay=settings.ema_decay,
+            balanced_batches=settings.balanced_batches,
             **run,
         )
 

@@ -59,3 +59,41 @@ def test_throughput_benchmark_runs(tmp_path, monkeypatch):
     rows = json.loads(out.read_text())["rows"]
     assert [r["stage"] for r in rows] == ["feature", "self-label", "semi"]
     assert all(r["ratio"] > 0 for r in rows)
+
+
+def test_stage_budget_benchmark_records_curve_and_purity(tmp_path, monkeypatch):
+    from skspice.stages import semi
+
+    budget = load_benchmark_script("stage_budget")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 40)
+    X = rng.random((80, 8, 8)).astype(np.float32) * 0.2
+    X[y == 1, 2:6, 2:6] += 0.8  # two kinds of image
+    monkeypatch.setattr(budget, "load_dataset", lambda *a, **k: (X, y))
+    end_epoch, settings = semi.FixMatchStage.end_epoch, semi.SEMI
+    out = tmp_path / "stages.jsonl"
+    common = ["--work-dir", str(tmp_path), "--results", str(out), "--seed", "0"]
+    common += ["--param", "n_clusters=2", "--param", "self_epochs=1"]
+    assert (
+        budget.main(["--step", "features", "--param", "feature_epochs=2"] + common) == 0
+    )
+    args = ["--step", "semi", "--param", "semi_epochs=2"] + common
+    assert budget.main(args + ["--semi", "balanced_batches=True"]) == 0
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert first["step"] == "features" and "reliable" not in first
+    assert [p["epoch"] for p in second["semi_curve"]] == [1, 2]
+    assert second["semi_settings"]["balanced_batches"] is True
+    assert second["semi_curve"][-1]["acc"] == second["final"]["acc"]
+    reliable = second["reliable"]
+    assert reliable["size"] == sum(reliable["counts"]["kept"])
+    assert 0 <= reliable["purity"] <= 1 or reliable["size"] == 0
+    # The instrumentation and the settings are restored afterwards.
+    assert semi.FixMatchStage.end_epoch is end_epoch and semi.SEMI is settings
+
+
+def test_stage_budget_purity_uses_the_cluster_matching():
+    budget = load_benchmark_script("stage_budget")
+    y = np.array([0, 0, 1, 1, 1])
+    clusters = np.array([1, 1, 0, 0, 1])  # cluster 1 -> class 0, 0 -> 1
+    reliable = np.array([1, -1, 0, 1, -1])  # right, -, right, wrong, -
+    assert budget.purity(y, clusters, reliable) == 2 / 3

@@ -738,6 +738,40 @@ def test_fixmatch_labelled_batches_uneven_and_small_sets():
         assert batch.numel() == 5 and set(batch.tolist()) == {2, 9}
 
 
+def test_fixmatch_balanced_batches_draw_clusters_equally():
+    # 90 labelled samples of cluster 0, 10 of cluster 1: balanced batches
+    # draw both clusters about equally often and use only labelled samples.
+    labels = torch.full((150,), -1)
+    labels[:90] = 0
+    labels[90:100] = 1
+    stage = _semi_stage(
+        _identity_linear(),
+        torch.zeros(150, 2),
+        labels.numpy(),
+        batch_size=64,
+        unlabeled_ratio=2,
+        balanced_batches=True,
+    )
+    drawn = torch.cat(list(itertools.islice(stage._labeled_batches(), 100)))
+    assert drawn.numel() == 100 * 32
+    assert drawn.max() < 100  # only labelled samples
+    share = (labels[drawn] == 1).float().mean()
+    assert 0.45 < share < 0.55  # 10 samples weigh as much as 90
+    assert drawn[labels[drawn] == 0].unique().numel() == 90
+    # Without balancing, cluster 1 is drawn at its share of the set.
+    stage.balanced_batches = False
+    drawn = torch.cat(list(itertools.islice(stage._labeled_batches(), 100)))
+    assert 0.05 < (labels[drawn] == 1).float().mean() < 0.15
+
+
+def test_semi_settings_fallback_floor():
+    from skspice.stages import SEMI, SemiSettings
+
+    assert SEMI.fallback_floor(70_000, 10) == 70  # 1 % of an even cluster
+    assert SEMI.fallback_floor(50, 10) == 1  # at least one sample
+    assert SemiSettings(fallback_share=0.05).fallback_floor(70_000, 10) == 350
+
+
 def test_fixmatch_batches_use_only_labelled_samples_with_their_labels():
     n = 24
     data = torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 2)  # row i = i

@@ -15,6 +15,7 @@ text describes ("jointly train the feature model and clustering head").
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,55 @@ from ..distributed import SINGLE
 from ..samples import as_samples
 from ..training import Stage, iterate_minibatches, run_stage
 
-__all__ = ["FixMatchStage", "train_semi"]
+__all__ = ["SEMI", "FixMatchStage", "SemiSettings", "train_semi"]
+
+
+@dataclass(frozen=True)
+class SemiSettings:
+    """Stage-3 settings that are not estimator parameters, in one place.
+
+    Parameters
+    ----------
+    unlabeled_ratio : int
+        FixMatch's ``mu``: unlabelled samples per labelled sample in a step.
+    lambda_u : float
+        Weight of FixMatch's unlabelled loss.
+    ema_decay : float
+        Decay of the weight average that becomes the final model.
+    fallback_share : float
+        A cluster is *almost empty* when fewer of its samples pass the
+        reliability test than this share of an even cluster (``n / K``);
+        only then does the fallback add its most confident members, up to
+        that floor (at least one sample).
+    balanced_batches : bool
+        Keep every reliable sample and draw labelled batches with all
+        clusters equally likely, instead of subsampling every cluster to
+        the smallest one (the reference's class balancing).
+    """
+
+    unlabeled_ratio: int = 7
+    lambda_u: float = 1.0
+    ema_decay: float = 0.999
+    fallback_share: float = 0.01
+    balanced_batches: bool = False
+
+    def fallback_floor(self, n_samples, n_clusters):
+        """Fewest reliable samples a cluster needs before the fallback fires.
+
+        Parameters
+        ----------
+        n_samples, n_clusters : int
+
+        Returns
+        -------
+        int
+            At least 1.
+        """
+        return max(1, int(self.fallback_share * n_samples / n_clusters))
+
+
+#: The stage-3 settings ``SPICEClustering`` uses.
+SEMI = SemiSettings()
 
 
 class FixMatchStage(Stage):
@@ -57,6 +106,11 @@ class FixMatchStage(Stage):
     ctx : Context, default=SINGLE
         Distributed context: each rank trains on its share of every step's
         labelled and unlabelled samples through DistributedDataParallel.
+    balanced_batches : bool, default=False
+        Draw labelled batches with every cluster equally likely (with
+        replacement), so that an unbalanced labelled set needs no
+        subsampling; otherwise cycle through the labelled set in random
+        order.
     """
 
     name = "semi"
@@ -77,6 +131,7 @@ class FixMatchStage(Stage):
         device_gen,
         device,
         ctx=SINGLE,
+        balanced_batches=False,
     ):
         data = as_samples(data)
         self.ctx = ctx
@@ -90,6 +145,7 @@ class FixMatchStage(Stage):
         if self.labeled.numel() == 0:
             raise ValueError("the labelled set for SPICE-Semi is empty.")
         self.targets = labels
+        self.balanced_batches = balanced_batches
         self.batch_size = min(batch_size, len(data))
         # Every rank needs labelled samples in every step.
         self.labeled_batch = max(ctx.world_size, self.batch_size // unlabeled_ratio)
@@ -106,6 +162,15 @@ class FixMatchStage(Stage):
         return max(1, len(self.data) // self.batch_size)
 
     def _labeled_batches(self):
+        if self.balanced_batches:
+            # Each labelled sample weighs 1 / (its cluster's size).
+            counts = torch.bincount(self.targets[self.labeled])
+            weights = 1.0 / counts[self.targets[self.labeled]].double()
+            while True:
+                pick = torch.multinomial(
+                    weights, self.labeled_batch, replacement=True, generator=self.gen
+                )
+                yield self.labeled[pick]
         # Cycle over the (usually small) labelled set in fresh permutations.
         while True:
             perm = self.labeled[
@@ -214,6 +279,7 @@ def train_semi(
     checkpoint=None,
     precision=None,
     ctx=SINGLE,
+    balanced_batches=False,
 ):
     """Fine-tune backbone and head jointly with FixMatch; return the EMA model.
 
@@ -251,6 +317,8 @@ def train_semi(
         Autocast dtype (None: fp32); see :mod:`skspice.precision`.
     ctx : Context, default=SINGLE
         Distributed context (:mod:`skspice.distributed`).
+    balanced_batches : bool, default=False
+        See :class:`FixMatchStage`.
 
     Returns
     -------
@@ -271,6 +339,7 @@ def train_semi(
         device_gen=device_gen,
         device=device,
         ctx=ctx,
+        balanced_batches=balanced_batches,
     )
     decay, no_decay = [], []
     for p in network.parameters():
