@@ -1032,7 +1032,8 @@ class SPICEClustering(
         )
 
     def _semi_epochs(self, n, device):
-        return self._epochs(self.semi_epochs, n, regime_for(device).semi)
+        budget = regime_for(device).semi_budget(self._profile)
+        return self._epochs(self.semi_epochs, n, budget)
 
     def _train_semi(self, network, data, reliable, augmenter, run):
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""

@@ -54,7 +54,7 @@ class SemiSettings:
     lambda_u: float = 1.0
     ema_decay: float = 0.999
     fallback_share: float = 0.01
-    balanced_batches: bool = False
+    balanced_batches: bool = True
 
     def fallback_floor(self, n_samples, n_clusters):
         """Fewest reliable samples a cluster needs before the fallback fires.
