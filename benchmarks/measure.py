@@ -197,6 +197,7 @@ def _worker_spice(X, spec):
         "self_labels": estimator.self_labels_,
         "embedding_kmeans_labels": embedding_labels,
         "reliable_mask": estimator.reliable_mask_,
+        "reliable_labels": estimator.reliable_labels_,
     }
     return result, labels
 

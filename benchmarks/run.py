@@ -58,7 +58,7 @@ from benchmarks.report import (  # noqa: E402
     update_docs,
 )
 from skspice.datasets import load_dataset  # noqa: E402
-from skspice.metrics import evaluate  # noqa: E402
+from skspice.metrics import evaluate, pseudo_label_purity  # noqa: E402
 
 __all__ = ["DATASETS", "RESERVED_PARAMS", "build_parser", "main", "save_cluster_grid"]
 
@@ -296,6 +296,10 @@ def main(argv=None):
         },
     ]
     spice["reliable_fraction"] = spice["n_reliable"] / len(X)
+    if not semi_skipped:  # how right the stage-3 labelled set was
+        spice["reliable_purity"] = pseudo_label_purity(
+            y, spice_labels["self_labels"], spice_labels["reliable_labels"]
+        )
 
     np.savez(
         out_dir / "labels.npz",
@@ -306,6 +310,7 @@ def main(argv=None):
         spice_self=spice_labels["self_labels"],
         spice_embedding_kmeans=spice_labels["embedding_kmeans_labels"],
         reliable_mask=spice_labels["reliable_mask"],
+        reliable_labels=spice_labels["reliable_labels"],
     )
     save_cluster_grid(
         out_dir / "clusters.png", X, spice_labels["labels"], k, seed=args.seed

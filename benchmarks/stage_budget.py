@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
@@ -38,20 +37,10 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 from benchmarks.params import parse_params  # noqa: E402
 from skspice import SPICEClustering  # noqa: E402
 from skspice.datasets import load_dataset  # noqa: E402
-from skspice.metrics import evaluate, match_clusters  # noqa: E402
+from skspice.metrics import evaluate, pseudo_label_purity  # noqa: E402
 from skspice.pseudo_labels import knn_indices, reliable_pseudo_labels  # noqa: E402
 from skspice.stages import semi  # noqa: E402
 from skspice.training import apply_in_batches  # noqa: E402
-
-
-def purity(y, clusters, reliable):
-    """Accuracy of the reliable labels under the matching of ``clusters``."""
-    mapping = match_clusters(y, clusters)
-    kept = reliable >= 0
-    if not kept.any():
-        return float("nan")
-    mapped = np.array([mapping.get(c, -1) for c in reliable[kept]])
-    return float((mapped == y[kept]).mean())
 
 
 @contextlib.contextmanager
@@ -159,9 +148,9 @@ def main(argv=None):
         record["reliable"] = {
             "counts": {k: v.tolist() for k, v in est.reliable_counts_.items()},
             "size": int(est.reliable_mask_.sum()),
-            "purity": purity(y, est.self_labels_, est.reliable_labels_),
+            "purity": pseudo_label_purity(y, est.self_labels_, est.reliable_labels_),
             "size_after_semi": int((after >= 0).sum()),
-            "purity_after_semi": purity(y, est.labels_, after),
+            "purity_after_semi": pseudo_label_purity(y, est.labels_, after),
         }
     print(json.dumps(record), flush=True)
     with open(args.results, "a") as f:

@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-__all__ = ["cluster_accuracy", "evaluate", "match_clusters"]
+__all__ = ["cluster_accuracy", "evaluate", "match_clusters", "pseudo_label_purity"]
 
 
 def _check_labels(y_true, y_pred):
@@ -112,3 +112,45 @@ def evaluate(y_true, y_pred):
         "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
     }
+
+
+def pseudo_label_purity(y_true, y_pred, pseudo_labels):
+    """Accuracy of a subset's pseudo-labels, e.g. SPICE's reliable set.
+
+    The clusters are matched to the classes on the whole clustering
+    ``y_pred`` (as :func:`cluster_accuracy` does); the purity is the share of
+    labelled samples (``pseudo_labels >= 0``) whose pseudo-label maps to
+    their class. With ground truth only: a benchmark's measure, never used
+    in ``fit``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        Ground-truth class labels.
+    y_pred : array-like of shape (n_samples,)
+        The clustering that defines the matching (for the reliable set of
+        :class:`~skspice.SPICEClustering`, ``self_labels_``).
+    pseudo_labels : array-like of shape (n_samples,)
+        Cluster ids of the labelled subset, ``-1`` elsewhere (e.g.
+        ``reliable_labels_``).
+
+    Returns
+    -------
+    purity : float
+        In [0, 1]; ``nan`` when no sample is labelled.
+
+    Examples
+    --------
+    >>> from skspice.metrics import pseudo_label_purity
+    >>> pseudo_label_purity([0, 0, 1, 1, 1], [1, 1, 0, 0, 1], [1, -1, 0, 1, -1])
+    0.6666666666666666
+    """
+    y_true, y_pred = _check_labels(y_true, y_pred)
+    pseudo_labels = column_or_1d(pseudo_labels)
+    check_consistent_length(y_true, pseudo_labels)
+    kept = pseudo_labels >= 0
+    if not kept.any():
+        return float("nan")
+    mapping = match_clusters(y_true, y_pred)
+    mapped = np.array([mapping.get(c, -1) for c in pseudo_labels[kept].tolist()])
+    return float((mapped == y_true[kept]).mean())

@@ -96,6 +96,10 @@ def test_results_json(real_run):
     labels = np.load(real_run["out"] / "labels.npz")
     assert labels["y"].shape == labels["spice"].shape == (200,)
     assert labels["reliable_mask"].sum() == spice["n_reliable"]
+    np.testing.assert_array_equal(
+        labels["reliable_labels"] >= 0, labels["reliable_mask"]
+    )
+    assert 0 <= spice["reliable_purity"] <= 1
 
 
 def test_results_md_and_stdout(real_run):
@@ -166,6 +170,7 @@ def _fake_run_method(method, X, n_clusters, seed=0, params=None, workdir=None):
             self_labels=rng.integers(n_clusters, size=n),
             embedding_kmeans_labels=rng.integers(n_clusters, size=n),
             reliable_mask=np.arange(n) < 3,
+            reliable_labels=np.where(np.arange(n) < 3, 0, -1),
         )
     return result, labels
 

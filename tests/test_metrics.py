@@ -132,3 +132,15 @@ def test_length_mismatch_raises(fn):
 def test_two_dimensional_labels_raise():
     with pytest.raises(ValueError):
         cluster_accuracy(np.zeros((3, 2)), np.zeros((3, 2)))
+
+
+def test_pseudo_label_purity_matches_on_the_whole_clustering():
+    from skspice.metrics import pseudo_label_purity
+
+    y = np.array([0, 0, 1, 1, 1, 2])
+    clusters = np.array([1, 1, 0, 0, 1, 2])  # 1 -> class 0, 0 -> 1, 2 -> 2
+    pseudo = np.array([1, -1, 0, 1, -1, 2])  # right, -, right, wrong, -, right
+    assert pseudo_label_purity(y, clusters, pseudo) == 0.75
+    assert np.isnan(pseudo_label_purity(y, clusters, np.full(6, -1)))
+    with pytest.raises(ValueError):
+        pseudo_label_purity(y, clusters, pseudo[:3])

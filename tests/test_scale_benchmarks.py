@@ -89,11 +89,3 @@ def test_stage_budget_benchmark_records_curve_and_purity(tmp_path, monkeypatch):
     assert 0 <= reliable["purity"] <= 1 or reliable["size"] == 0
     # The instrumentation and the settings are restored afterwards.
     assert semi.FixMatchStage.end_epoch is end_epoch and semi.SEMI is settings
-
-
-def test_stage_budget_purity_uses_the_cluster_matching():
-    budget = load_benchmark_script("stage_budget")
-    y = np.array([0, 0, 1, 1, 1])
-    clusters = np.array([1, 1, 0, 0, 1])  # cluster 1 -> class 0, 0 -> 1
-    reliable = np.array([1, -1, 0, 1, -1])  # right, -, right, wrong, -
-    assert budget.purity(y, clusters, reliable) == 2 / 3
