@@ -296,9 +296,9 @@ class SPICEClustering(
         about 20,000 samples on the CPU (between 3 and 50 epochs) and 300,000
         on a GPU (between 5 and 100).
     semi_epochs : int or "auto", default="auto"
-        SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 50,000
-        samples on the CPU (between 1 and 50 epochs) and 500,000 on a GPU
-        (between 2 and 100).
+        SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 400,000
+        samples on the CPU for images up to 64 px (50,000 above; between 1
+        and 50 epochs) and 500,000 on a GPU (between 2 and 100).
     batch_size : int or "auto", default="auto"
         Images per optimiser step in stage 1 and unlabelled images per step in
         stage 3 is twice that; stage 2 uses batches of 128 pseudo-labelled
@@ -402,7 +402,8 @@ class SPICEClustering(
         How the stage-3 labelled set was formed, per cluster: ``"passed"``
         (samples that passed the confidence and neighbour test), ``"added"``
         (samples the fallback added to a cluster with almost no reliable
-        sample) and ``"kept"`` (labelled samples after class balancing). All
+        sample) and ``"kept"`` (samples in the labelled set: all of them
+        by default, where stage 3 balances clusters in its batches). All
         zero when stage 3 is skipped. Also in ``history_``, as
         ``reliable_passed``, ``reliable_added`` and ``reliable_kept`` of
         stage 3's first epoch.
@@ -1016,8 +1017,9 @@ class SPICEClustering(
         return min(int(self.n_neighbors), n)
 
     def _reliable_labels(self, probs, neighbors, seed):
-        """Confident samples that agree with their neighbours, balanced;
-        returns the labels and the per-cluster counts."""
+        """Confident samples that agree with their neighbours (balanced here
+        unless stage 3 balances its batches); returns the labels and the
+        per-cluster counts."""
         n, k = probs.shape
         settings = semi_stage.SEMI
         return reliable_pseudo_labels(
