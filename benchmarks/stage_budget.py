@@ -38,7 +38,7 @@ from benchmarks.params import parse_params  # noqa: E402
 from skspice import SPICEClustering  # noqa: E402
 from skspice.datasets import load_dataset  # noqa: E402
 from skspice.metrics import evaluate, pseudo_label_purity  # noqa: E402
-from skspice.pseudo_labels import knn_indices, reliable_pseudo_labels  # noqa: E402
+from skspice.pseudo_labels import knn_indices  # noqa: E402
 from skspice.stages import semi  # noqa: E402
 from skspice.training import apply_in_batches  # noqa: E402
 
@@ -84,15 +84,9 @@ def reliable_after(est, X):
     probs = torch.from_numpy(est.predict_proba(X))
     embedding = torch.from_numpy(est.embedding_)
     neighbors = knn_indices(embedding, est._n_neighbors(len(X)))
-    return reliable_pseudo_labels(
-        probs,
-        neighbors,
-        confidence=est.confidence_threshold,
-        consistency=est.consistency_ratio,
-        min_per_cluster=semi.SEMI.fallback_floor(*probs.shape),
-        balance=not semi.SEMI.balanced_batches,
-        random_state=0,
-    )
+    # The estimator's own selection, with the same settings as in fit.
+    labels, _ = est._reliable_labels(probs, neighbors, seed=0)
+    return labels
 
 
 def main(argv=None):
