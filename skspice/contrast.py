@@ -16,7 +16,13 @@ digits or Fashion-MNIST.
 
 Photographs have no flat background; for them this map would throw away most
 of the image, so :func:`has_flat_background` lets the estimator decide per
-data set. All functions are pure and batched on ``(B, C, H, W)`` tensors.
+data set. Colour images without a flat frame (textures, shaded scans, detail
+crops) get the same map when their colours say nothing about what they
+show: :func:`color_structure_ratio` compares the colours of images that look
+alike in their contrast maps with the colours of any two images, which is
+1 for colours drawn at random and well below 1 for photographs, whose
+colours follow their content (sky, grass, skin). All functions are pure and
+batched on ``(B, C, H, W)`` tensors.
 """
 
 import torch
@@ -25,6 +31,8 @@ __all__ = [
     "background_color",
     "background_contrast",
     "border_pixels",
+    "color_structure_ratio",
+    "colors_are_nuisance",
     "flat_border_fraction",
     "has_flat_background",
 ]
@@ -37,6 +45,12 @@ FLAT_TOLERANCE = 0.1
 FLAT_MIN_FRACTION = 0.7
 #: Contrast below which an image counts as blank (left black, not amplified).
 MIN_CONTRAST = 1e-3
+#: :func:`color_structure_ratio` from which colours count as a nuisance.
+#: Measured on 2,000 images per set: 0.99-1.00 for digits, Fashion-MNIST and
+#: shapes in random colours (shaded, noisy and zoomed variants included),
+#: 0.48-0.50 for Fashion-MNIST coloured by class, 0.66-0.83 for crops of
+#: scikit-learn's two sample photographs.
+COLOR_NUISANCE_MIN_RATIO = 0.9
 
 
 def border_pixels(x):
@@ -176,3 +190,116 @@ def background_contrast(x):
     d = (x - bg).pow(2).mean(dim=1, keepdim=True).sqrt()
     peak = d.amax(dim=(2, 3), keepdim=True)
     return torch.where(peak > MIN_CONTRAST, d / peak.clamp(min=MIN_CONTRAST), d)
+
+
+def _structure_and_colors(x, grid):
+    """Pooled, centred, unit-length contrast maps and (mean, background)
+    colours of a batch of images."""
+    x = x.float()
+    maps = torch.nn.functional.adaptive_avg_pool2d(background_contrast(x), grid)
+    maps = maps.flatten(1)
+    maps = torch.nn.functional.normalize(maps - maps.mean(1, keepdim=True), dim=1)
+    return maps, torch.cat([x.mean(dim=(2, 3)), background_color(x)], dim=1)
+
+
+def color_structure_ratio(x, n_neighbors=10, grid=8, max_images=2000):
+    """How much more alike the colours of look-alike images are than any two.
+
+    Every image is described twice: by its structure, its contrast map
+    (:func:`background_contrast`, which no colour change alters) pooled to
+    ``grid x grid``, and by its colours, its mean and background colour. The
+    ratio is the mean colour distance between each image and its
+    ``n_neighbors`` nearest neighbours in structure, divided by the mean
+    colour distance between any two images.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, C, H, W), or an iterable of such batches
+        Images in [0, 1]; batches are all used (see
+        :func:`has_flat_background`).
+    n_neighbors : int, default=10
+        Structure neighbours per image.
+    grid : int, default=8
+        Side of the pooled contrast maps.
+    max_images : int, default=2000
+        Images of a tensor ``x`` used (evenly spaced).
+
+    Returns
+    -------
+    float
+        About 1 when colours are independent of what the images show (drawn
+        at random), below 1 when they follow it; 0 for fewer than three
+        images, where nothing can be told.
+
+    Examples
+    --------
+    Squares and bars drawn in random colours, then with a colour per shape
+    (plus a little variation):
+
+    >>> import torch
+    >>> from skspice.contrast import color_structure_ratio
+    >>> g = torch.Generator().manual_seed(0)
+    >>> shapes = torch.zeros(2, 1, 16, 16)
+    >>> shapes[0, :, 4:12, 4:12] = 1  # a square
+    >>> shapes[1, :, 2:14, 7:9] = 1  # a bar
+    >>> masks = shapes.repeat(100, 1, 1, 1)
+    >>> fg, bg = torch.rand(2, 200, 3, 1, 1, generator=g)
+    >>> color_structure_ratio(bg + masks * (fg - bg)) > 0.9
+    True
+    >>> fg = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]).repeat(100, 1)[..., None, None]
+    >>> fg = (fg + 0.1 * torch.rand(200, 3, 1, 1, generator=g)).clamp(0, 1)
+    >>> color_structure_ratio(masks * fg) < 0.5
+    True
+    """
+    if isinstance(x, torch.Tensor):
+        step = max(1, -(-x.shape[0] // max_images))
+        parts = [_structure_and_colors(x[::step], grid)]
+    else:
+        parts = [_structure_and_colors(b, grid) for b in x]
+    structure = torch.cat([p[0] for p in parts])
+    colors = torch.cat([p[1] for p in parts])
+    n = structure.shape[0]
+    if n < 3:
+        return 0.0
+    k = min(n_neighbors, n - 1)
+    similarity = structure @ structure.T
+    similarity.fill_diagonal_(-float("inf"))
+    neighbors = similarity.topk(k, dim=1).indices
+    near = (colors[:, None] - colors[neighbors]).norm(dim=2).mean()
+    any_two = torch.cdist(colors, colors).sum() / (n * (n - 1))
+    if any_two <= MIN_CONTRAST:  # one colour scheme for all: nothing to remove
+        return 0.0
+    return float(near / any_two)
+
+
+def colors_are_nuisance(x, min_ratio=COLOR_NUISANCE_MIN_RATIO, **kwargs):
+    """Whether a colour data set's colours say nothing about its content.
+
+    True when :func:`color_structure_ratio` is at least ``min_ratio``:
+    images that look alike are no closer in colour than any two, as for
+    shapes or textures drawn in random colours. Photographs, whose colours
+    follow what they show, stay below it and keep their colours. One channel
+    images have no colours and give False.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, C, H, W), or an iterable of such batches
+        Images in [0, 1].
+    min_ratio : float, default=COLOR_NUISANCE_MIN_RATIO
+        Threshold on the ratio.
+    **kwargs
+        Passed to :func:`color_structure_ratio`.
+
+    Returns
+    -------
+    bool
+    """
+    if isinstance(x, torch.Tensor):
+        if x.shape[1] == 1:
+            return False
+    else:
+        batches = list(x)
+        if not batches or batches[0].shape[1] == 1:
+            return False
+        x = batches
+    return color_structure_ratio(x, **kwargs) >= min_ratio

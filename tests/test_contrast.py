@@ -4,11 +4,14 @@ import pytest
 import torch
 
 from skspice.contrast import (
+    COLOR_NUISANCE_MIN_RATIO,
     FLAT_MIN_FRACTION,
     MIN_CONTRAST,
     background_color,
     background_contrast,
     border_pixels,
+    color_structure_ratio,
+    colors_are_nuisance,
     flat_border_fraction,
     has_flat_background,
 )
@@ -320,3 +323,69 @@ def test_background_contrast_undoes_random_colors_and_polarity():
         torch.testing.assert_close(
             background_contrast(variant), plain, atol=1e-4, rtol=0
         )
+
+
+# color_structure_ratio and colors_are_nuisance
+
+
+def _shapes_in(colors, seed=0):
+    """``_masks`` drawn in given foreground colours on black-free, random
+    backgrounds: ``colors`` is (B, 3) or None for random colours."""
+    b = 200 if colors is None else colors.shape[0]
+    m = _masks(b, seed=seed)
+    g = _gen(seed + 1)
+    fg = torch.rand(b, 3, generator=g) if colors is None else colors
+    bg = torch.rand(b, 3, generator=g)
+    return bg[:, :, None, None] + m * (fg - bg)[:, :, None, None]
+
+
+def test_color_structure_ratio_near_one_for_random_colours():
+    x = _shapes_in(None)
+    ratio = color_structure_ratio(x)
+    assert 0.9 < ratio < 1.1
+    assert colors_are_nuisance(x)
+
+
+def test_color_structure_ratio_low_when_colours_follow_the_shape():
+    # Small discs red, large discs blue: colour tells the structure.
+    m = _masks(200)
+    small = m.flatten(1).sum(1) < m.flatten(1).sum(1).median()
+    fg = torch.where(
+        small[:, None], torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0])
+    )
+    x = m * fg[:, :, None, None]
+    assert color_structure_ratio(x) < 0.5
+    assert not colors_are_nuisance(x)
+
+
+def test_color_structure_ratio_batches_equal_tensor():
+    x = _shapes_in(None)
+    whole = color_structure_ratio(x)
+    parts = color_structure_ratio(iter(x.split(37)))
+    assert parts == pytest.approx(whole, rel=1e-5)
+    assert colors_are_nuisance(iter(x.split(37))) == colors_are_nuisance(x)
+
+
+def test_color_structure_ratio_subsamples_tensors():
+    x = _shapes_in(None)
+    assert color_structure_ratio(x, max_images=50) == pytest.approx(
+        color_structure_ratio(x[::4])
+    )
+
+
+def test_color_structure_ratio_degenerate_inputs():
+    assert color_structure_ratio(_shapes_in(None)[:2]) == 0.0
+    same = _shapes_in(None)[:1].repeat(20, 1, 1, 1)
+    assert color_structure_ratio(same) == 0.0  # all images alike in colour
+    assert not colors_are_nuisance(same)
+
+
+def test_colors_are_nuisance_false_for_one_channel_and_threshold():
+    assert not colors_are_nuisance(_masks(50))
+    assert not colors_are_nuisance(iter(_masks(50).split(10)))
+    assert not colors_are_nuisance(iter([]))
+    x = _shapes_in(None)
+    ratio = color_structure_ratio(x)
+    assert colors_are_nuisance(x, min_ratio=ratio)
+    assert not colors_are_nuisance(x, min_ratio=ratio + 1e-3)
+    assert 0.5 < COLOR_NUISANCE_MIN_RATIO < 1

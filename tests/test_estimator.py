@@ -207,10 +207,30 @@ def test_end_to_end_accuracy_above_chance(n_train):
 
 
 def _noise_photos(n, seed=0):
-    """Colour 'photographs': smooth random textures with no flat border."""
+    """Colour 'photographs': blocky scenes with no flat border whose colours
+    follow their content (four scenes, each with small variations)."""
     rng = np.random.default_rng(seed)
-    coarse = rng.uniform(size=(n, 4, 4, 3))
+    scenes = rng.uniform(size=(4, 4, 4, 3))
+    coarse = scenes[np.arange(n) % 4] + rng.normal(0, 0.05, size=(n, 4, 4, 3))
+    coarse = coarse.clip(0, 1)
     return np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2).astype(np.float32)
+
+
+def _random_colour_stripes(n, size=16, seed=0):
+    """Two kinds of stripes (horizontal, vertical) filling the image, each
+    image in its own random two colours, with noise: no flat border, and
+    colours that say nothing about the stripes."""
+    rng = np.random.default_rng(seed)
+    ramp = np.arange(size)
+    pattern = ((ramp + rng.integers(0, 4, size=(n, 1))) // 2 % 2).astype(float)
+    masks = np.where(
+        (np.arange(n) % 2 == 0)[:, None, None],
+        pattern[:, :, None].repeat(size, 2),
+        pattern[:, None, :].repeat(size, 1),
+    )
+    fg, bg = rng.uniform(size=(2, n, 1, 1, 3))
+    X = bg + masks[..., None] * (fg - bg) + rng.normal(0, 0.03, (n, size, size, 3))
+    return X.clip(0, 1).astype(np.float32)
 
 
 def test_contrast_normalization_auto_resolution(digits):
@@ -225,9 +245,13 @@ def test_contrast_normalization_auto_resolution(digits):
     assert colour.contrast_normalization_ and not colour.horizontal_flip_
     assert colour.network_[0].standardize.mean.shape[0] == 1
     photos = SPICEClustering(n_clusters=3, **params).fit(_noise_photos(64))
-    # Photographs keep their colours and get flips.
+    # Photographs, whose colours follow what they show, keep their colours
+    # and get flips.
     assert not photos.contrast_normalization_ and photos.horizontal_flip_
     assert photos.network_[0].standardize.mean.shape[0] == 3
+    # No flat frame, but colours drawn at random: contrast maps, no flips.
+    stripes = SPICEClustering(n_clusters=2, **params).fit(_random_colour_stripes(64))
+    assert stripes.contrast_normalization_ and not stripes.horizontal_flip_
     rows = SPICEClustering(n_clusters=3, **params).fit(X[:64].reshape(64, -1))
     assert not rows.contrast_normalization_ and not rows.horizontal_flip_
 
