@@ -9,7 +9,9 @@ default settings and the true number of classes:
 * ``spice``: :class:`skspice.SPICEClustering` with its defaults.
 
 The sets are digits and a Fashion-MNIST subset as they are, the same images
-with random foreground/background colours and with random contrast polarity,
+with random foreground/background colours (for Fashion-MNIST also under a
+random lighting gradient with pixel noise, so that no frame is flat) and
+with random contrast polarity,
 and synthetic shapes of our own (:mod:`skspice.synthetic`). ``glyphs-colour``
 and ``textures`` are held-out sets: they are never used to choose defaults,
 and are run with ``--held-out`` only (``textures``, colour textures with no
@@ -60,6 +62,7 @@ from skspice.synthetic import (  # noqa: E402
     make_shapes,
     make_textures,
     random_colors,
+    random_lighting,
     random_polarity,
 )
 
@@ -83,6 +86,8 @@ def _variant(load, kind):
             return random_colors(X, DATA_SEED), y
         if kind == "polarity":
             return random_polarity(X, DATA_SEED), y
+        if kind == "colour-shaded":
+            return random_lighting(random_colors(X, DATA_SEED), DATA_SEED), y
         return X, y
 
     return make
@@ -113,6 +118,11 @@ SETS = {
     "fashion-colour": (
         _variant(_fashion, "colour"),
         "Fashion-MNIST 10k in random colours, 28x28 RGB",
+        "suite",
+    ),
+    "fashion-colour-shaded": (
+        _variant(_fashion, "colour-shaded"),
+        "Fashion-MNIST 10k in random colours, shaded, noisy, 28x28 RGB",
         "suite",
     ),
     "fashion-polarity": (

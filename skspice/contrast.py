@@ -46,10 +46,10 @@ FLAT_MIN_FRACTION = 0.7
 #: Contrast below which an image counts as blank (left black, not amplified).
 MIN_CONTRAST = 1e-3
 #: :func:`color_structure_ratio` from which colours count as a nuisance.
-#: Measured on 2,000 images per set: 0.99-1.00 for digits, Fashion-MNIST and
-#: shapes in random colours (shaded, noisy and zoomed variants included),
-#: 0.48-0.50 for Fashion-MNIST coloured by class, 0.66-0.83 for crops of
-#: scikit-learn's two sample photographs.
+#: Measured by ``benchmarks/color_nuisance.py`` (2,000 images per set):
+#: 0.99-1.00 for every random-colour set (digits, Fashion-MNIST shaded or
+#: not, shapes, letters, textures), 0.58 for Fashion-MNIST coloured by class,
+#: 0.55-0.78 for crops of scikit-learn's two sample photographs.
 COLOR_NUISANCE_MIN_RATIO = 0.9
 
 

@@ -47,7 +47,12 @@ def test_render_table_marks_missing_methods():
 
 def test_every_set_loads_with_labels(monkeypatch):
     monkeypatch.setattr(suite, "SUBSET", 30)
-    for name in ("digits-colour", "digits-polarity", "shapes-colour", "glyphs-colour"):
+    for name in (
+        "digits-colour",
+        "digits-polarity",
+        "shapes-colour",
+        "glyphs-colour",
+    ):
         X, y = suite.SETS[name][0](None)
         assert len(X) == len(y) and X.dtype.kind in "uf"
     X, _ = suite.SETS["shapes-colour"][0](None)
@@ -88,3 +93,21 @@ def test_pretrained_benchmark_backbone():
     with torch.no_grad():
         gray, rgb = net(torch.rand(2, 1, 64, 64)), net(torch.rand(2, 3, 64, 64))
     assert gray.shape == rgb.shape == (2, 1280)
+
+
+def test_color_nuisance_benchmark_tells_random_from_informative_colours():
+    import numpy as np
+
+    from skspice.synthetic import make_shapes, random_colors, random_lighting
+
+    nuisance = load_benchmark_script("color_nuisance")
+    X, y = make_shapes(300, 28, random_state=0)
+    shaded = random_lighting(random_colors(X, 0), 0, strength=0.6)
+    d = nuisance.describe(shaded)
+    assert d["contrast_maps"] and d["why"] == "colours unrelated to content"
+    assert d["ratio"] > 0.9 and d["flat_fraction"] < 0.7
+    by_class = random_lighting(nuisance.colours_by_class(X, y), 0, strength=0.6)
+    d = nuisance.describe(by_class)
+    assert d["ratio"] < 0.85 and not d["contrast_maps"]
+    crops = nuisance.photo_crops(6, 40, size=16)
+    assert crops.shape == (6, 16, 16, 3) and crops.dtype == np.uint8

@@ -11,6 +11,7 @@ from skspice.synthetic import (
     make_shapes,
     make_textures,
     random_colors,
+    random_lighting,
     random_polarity,
 )
 
@@ -366,3 +367,58 @@ def test_make_textures_colour_carries_no_class():
 
     assert accuracy(colour) < 0.2
     assert accuracy(spectrum) > 0.3
+
+
+# ---------------------------------------------------------------------------
+# random_lighting
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_random_lighting_shape_dtype_and_seed(colour):
+    X = _gray_uint8(n=4, size=8)
+    if colour:
+        X = random_colors(X, random_state=0)
+    Y = random_lighting(X, random_state=1)
+    assert Y.shape == X.shape and Y.dtype == X.dtype
+    np.testing.assert_array_equal(Y, random_lighting(X, random_state=1))
+    assert not np.array_equal(Y, random_lighting(X, random_state=2))
+    Yf = random_lighting(X / 255.0, random_state=1)
+    assert Yf.dtype == np.float64 and 0 <= Yf.min() and Yf.max() <= 1
+
+
+def test_random_lighting_is_a_gradient_plus_noise():
+    flat = np.full((50, 16, 16), 0.5)
+    shaded = random_lighting(flat, random_state=0, noise=0.0)
+    # Without noise: a plane per image, at most strength away (relative)
+    # from the middle value.
+    assert np.all(np.abs(shaded - 0.5) <= 0.5 * 0.3 + 1e-9)
+    spread = shaded.max(axis=(1, 2)) - shaded.min(axis=(1, 2))
+    assert spread.max() > 0.1
+    assert np.all(np.abs(np.diff(shaded, 2, axis=1)) < 1e-9)
+    assert np.all(np.abs(np.diff(shaded, 2, axis=2)) < 1e-9)
+    noisy = random_lighting(flat, random_state=0, strength=0.0, noise=0.04)
+    assert abs((noisy - 0.5).std() - 0.04) < 0.005
+
+
+def test_random_lighting_makes_flat_frames_uneven_and_keeps_input():
+    import torch
+
+    from skspice.contrast import flat_border_fraction
+
+    X, _ = make_shapes(40, 28, random_state=0)
+    coloured = random_colors(X, random_state=0)
+    before = coloured.copy()
+    shaded = random_lighting(coloured, random_state=0)
+    np.testing.assert_array_equal(coloured, before)
+
+    def as_tensor(a):
+        return torch.tensor(a).permute(0, 3, 1, 2).float() / 255
+
+    flat = flat_border_fraction(as_tensor(coloured)).median()
+    uneven = flat_border_fraction(as_tensor(shaded)).median()
+    assert flat > 0.95 and uneven < flat - 0.2
+
+
+def test_random_lighting_rejects_non_images():
+    with pytest.raises(ValueError, match="expected images"):
+        random_lighting(np.zeros((4, 4)))
