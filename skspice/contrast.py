@@ -25,6 +25,8 @@ colours follow their content (sky, grass, skin). All functions are pure and
 batched on ``(B, C, H, W)`` tensors.
 """
 
+import itertools
+
 import torch
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "border_pixels",
     "color_structure_ratio",
     "colors_are_nuisance",
+    "contrast_map_reason",
     "flat_border_fraction",
     "has_flat_background",
 ]
@@ -298,8 +301,37 @@ def colors_are_nuisance(x, min_ratio=COLOR_NUISANCE_MIN_RATIO, **kwargs):
         if x.shape[1] == 1:
             return False
     else:
-        batches = list(x)
-        if not batches or batches[0].shape[1] == 1:
+        # Peek at the first batch only: the batches stream, never all held.
+        batches = iter(x)
+        first = next(batches, None)
+        if first is None or first.shape[1] == 1:
             return False
-        x = batches
+        x = itertools.chain([first], batches)
     return color_structure_ratio(x, **kwargs) >= min_ratio
+
+
+def contrast_map_reason(batches):
+    """Why ``contrast_normalization="auto"`` maps a data set, or None.
+
+    The rule of :class:`~skspice.SPICEClustering`: contrast maps for data
+    sets drawn on flat backgrounds (:func:`has_flat_background`), else for
+    colour images whose colours are unrelated to their content
+    (:func:`colors_are_nuisance`); photographs keep their colours.
+
+    Parameters
+    ----------
+    batches : callable
+        Returns a fresh iterable of ``(B, C, H, W)`` batches of images in
+        [0, 1] (e.g. ``lambda: samples.spaced_batches(2000)``); called once
+        per test, so that the images stream and are never all in memory.
+
+    Returns
+    -------
+    str or None
+        ``"flat frame"``, ``"colours unrelated to content"`` or None.
+    """
+    if has_flat_background(batches()):
+        return "flat frame"
+    if colors_are_nuisance(batches()):
+        return "colours unrelated to content"
+    return None

@@ -33,7 +33,7 @@ from .backbones import (
     load_torchvision_weights,
     load_weights,
 )
-from .contrast import background_contrast, colors_are_nuisance, has_flat_background
+from .contrast import background_contrast, contrast_map_reason
 from .defaults import auto_batch_size, regime_for
 from .distributed import context_from_env, local_rank
 from .inputs import InputProfile, as_image_item, as_model_input, check_profile
@@ -625,21 +625,21 @@ class SPICEClustering(
         """Decide contrast normalisation and flips for the training images."""
         image = self._profile.kind == "image"
         contrast = self.contrast_normalization
-        colour = image and self._profile.shape[0] == 3
-        if contrast == "auto":
+        if contrast == "auto" and image:
             # Pretrained features see colours too: on flat-background sets the
             # contrast map lifts KMeans on EfficientNet-Lite0 features from
             # 0.49 to 0.56 (Fashion-MNIST in random colours), 0.22 to 0.66
-            # (digits in random colours); see docs/benchmarks.md.
+            # (digits in random colours); see docs/benchmarks.md. Colour
+            # images without a flat frame are mapped too when their colours
+            # are unrelated to content (textures, shaded scans): MoCo would
+            # cluster them by colour.
             raw = self._samples(data, contrast=False)
-            contrast = image and has_flat_background(raw.spaced_batches(2000))
-            if colour and not contrast:
-                # No flat frame, but colours unrelated to content (textures,
-                # shaded scans): MoCo would cluster them by colour.
-                contrast = colors_are_nuisance(raw.spaced_batches(2000))
+            reason = contrast_map_reason(lambda: raw.spaced_batches(2000))
+            contrast = reason is not None
         self.contrast_normalization_ = bool(contrast) and image
         flip = self.horizontal_flip
         if flip == "auto":
+            colour = image and self._profile.shape[0] == 3
             flip = colour and not self.contrast_normalization_
         self.horizontal_flip_ = bool(flip) and image
 

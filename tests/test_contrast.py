@@ -12,6 +12,7 @@ from skspice.contrast import (
     border_pixels,
     color_structure_ratio,
     colors_are_nuisance,
+    contrast_map_reason,
     flat_border_fraction,
     has_flat_background,
 )
@@ -389,3 +390,39 @@ def test_colors_are_nuisance_false_for_one_channel_and_threshold():
     assert colors_are_nuisance(x, min_ratio=ratio)
     assert not colors_are_nuisance(x, min_ratio=ratio + 1e-3)
     assert 0.5 < COLOR_NUISANCE_MIN_RATIO < 1
+
+
+def test_colors_are_nuisance_streams_batches():
+    pulled = []
+
+    def batches(x):
+        for b in x.split(50):
+            pulled.append(b.shape[0])
+            yield b
+
+    x = _shapes_in(None)
+    assert colors_are_nuisance(batches(x)) == colors_are_nuisance(x)
+    assert sum(pulled) == x.shape[0]
+    pulled.clear()
+    assert not colors_are_nuisance(batches(_masks(200)))
+    assert pulled == [50]  # one channel: decided from the first batch
+
+
+def test_contrast_map_reason_follows_the_two_tests():
+    flat = _shapes_in(None)  # flat frames, random colours
+    assert contrast_map_reason(lambda: [flat]) == "flat frame"
+    g = _gen(3)
+    noise = torch.rand(200, 3, 16, 16, generator=g)  # no frame, random colours
+    assert not has_flat_background(noise) and colors_are_nuisance(noise)
+    assert contrast_map_reason(lambda: [noise]) == "colours unrelated to content"
+    # Colours that follow the structure, no flat frame: four blocky scenes,
+    # each with small variations, keep their colours.
+    scenes = torch.rand(4, 3, 4, 4, generator=g)
+    coarse = scenes[torch.arange(200) % 4] + 0.05 * torch.randn(
+        200, 3, 4, 4, generator=g
+    )
+    photos = coarse.clamp(0, 1).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    assert not has_flat_background(photos)
+    assert contrast_map_reason(lambda: [photos]) is None
+    gray = torch.rand(50, 1, 16, 16, generator=g)
+    assert contrast_map_reason(lambda: iter(gray.split(10))) is None
