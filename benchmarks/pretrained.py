@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 from benchmarks.suite import SETS, load_set, parse_params  # noqa: E402
 from skspice import SPICEClustering  # noqa: E402
 from skspice.datasets import FASHION_MNIST_PATH  # noqa: E402
-from skspice.metrics import evaluate  # noqa: E402
+from skspice.metrics import evaluate, pseudo_label_purity  # noqa: E402
 
 
 class EfficientNetLite0(nn.Module):
@@ -77,8 +77,14 @@ def run_one(name, seed, args):
         "input_size": args.input_size,
         "contrast_normalization": est.contrast_normalization_,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "frozen_backbone": bool(est.frozen_backbone_),
         "feature_seconds": est.stage_seconds_["feature"],
+        "stage_seconds": est.stage_seconds_,
         "fit_seconds": seconds,
+        "n_reliable": int(est.reliable_mask_.sum()),
+        "reliable_purity": pseudo_label_purity(
+            y, est.self_labels_, est.reliable_labels_
+        ),
         "kmeans_on_features": evaluate(y, km),
         "self": evaluate(y, est.self_labels_),
         "spice": evaluate(y, est.labels_),

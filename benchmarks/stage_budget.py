@@ -4,9 +4,11 @@ Two steps per seed, so that stage 1 is paid once:
 
 1. ``--step features``: a fit with ``semi_epochs=0``; its backbone is saved
    (``save_backbone``) and SPICE-Self is scored.
-2. ``--step semi``: fits from that backbone (``feature_epochs=0``) with the
-   given ``--param`` settings. Stage 3's EMA model is scored after every
-   epoch, which draws its accuracy curve against CPU time in one run.
+2. ``--step semi``: fits from that backbone (``feature_epochs=0``,
+   ``freeze_backbone=False``, so stage 3 fine-tunes it as a default fit
+   does) with the given ``--param`` settings. Stage 3's EMA model is scored
+   after every epoch, which draws its accuracy curve against CPU time in
+   one run.
 
 Every record also holds the reliable (labelled) set's size and *purity*, the
 accuracy of its labels under the Hungarian matching of SPICE-Self's clusters,
@@ -120,7 +122,8 @@ def main(argv=None):
                     random_state=args.seed,
                     backbone_weights=str(backbone),
                     feature_epochs=0,
-                    **params,
+                    # stage 3 fine-tunes the backbone, as after stage 1
+                    **{"freeze_backbone": False, **params},
                 ).fit(X)
         after = reliable_after(est, X) if curve else None
     record = {

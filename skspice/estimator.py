@@ -36,6 +36,7 @@ from .backbones import (
 from .contrast import background_contrast, contrast_map_reason
 from .defaults import auto_batch_size, regime_for
 from .distributed import context_from_env, local_rank
+from .feature_views import FROZEN, FeatureViews
 from .inputs import InputProfile, as_image_item, as_model_input, check_profile
 from .precision import PRECISIONS, precision_name, resolve_precision
 from .progress import message, phase
@@ -297,16 +298,33 @@ class SPICEClustering(
     self_epochs : int or "auto", default="auto"
         SPICE-Self epochs (at least 1: stage 2 always runs). ``"auto"`` visits
         about 20,000 samples on the CPU (between 3 and 50 epochs) and 300,000
-        on a GPU (between 5 and 100).
+        on a GPU (between 5 and 100); with a frozen backbone
+        (``freeze_backbone``) about 30,000 (between 3 and 100).
     semi_epochs : int or "auto", default="auto"
         SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 400,000
-        samples on the CPU for images up to 64 px (50,000 above; between 1
-        and 50 epochs) and 500,000 on a GPU (between 2 and 100).
+        samples on the CPU for images up to 64 px as the model sees them
+        (50,000 above; between 1 and 50 epochs) and 500,000 on a GPU
+        (between 2 and 100); with a frozen backbone (``freeze_backbone``),
+        where a step trains the head alone, about 400,000 (between 10 and
+        200 epochs).
+    freeze_backbone : bool or "auto", default="auto"
+        Keep the backbone frozen in stage 3 too, so that SPICE-Semi trains
+        the clustering head only. The backbone then runs once over the
+        clean images and a few stored augmented views of each
+        (:mod:`skspice.feature_views`), and stages 2 and 3 train on those
+        features, with the ``"auto"`` epochs of
+        :data:`~skspice.feature_views.FROZEN`. ``"auto"`` freezes it when
+        stage 1 did not run (pretrained weights, or ``feature_epochs=0``):
+        features learned elsewhere (ImageNet) are kept as they are, since
+        stage 3's fine-tuning, whose settings suit a backbone trained on
+        this data, damaged them (docs/benchmarks.md). ``False`` fine-tunes
+        backbone and head jointly, as the paper does.
     batch_size : int or "auto", default="auto"
         Images per optimiser step in stage 1 and unlabelled images per step in
         stage 3 is twice that; stage 2 uses batches of 128 pseudo-labelled
-        samples. ``"auto"`` uses 256 (on the CPU 32 for images over 64 px,
-        whose activations are large), or for small data sets the largest
+        samples. ``"auto"`` uses 256 (on the CPU 32 for images over 64 px as
+        the model sees them, after any resizing to ``input_size``, whose
+        activations are large), or for small data sets the largest
         power of two up to ``n_samples / 4`` (at least 16), so that an epoch
         has several steps.
     n_heads : int, default=10
@@ -421,6 +439,9 @@ class SPICEClustering(
         and the reliable-label search use).
     selected_head_ : dict
         Index, epoch and pseudo-label loss of the head kept by stage 2.
+    frozen_backbone_ : bool
+        Whether the backbone stayed frozen through stage 3 (the resolved
+        ``freeze_backbone``).
     history_ : list of dict
         One record per epoch of every stage: ``stage``, ``epoch``, ``loss``,
         ``seconds`` and stage-specific values.
@@ -502,6 +523,7 @@ class SPICEClustering(
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
         ],
+        "freeze_backbone": ["boolean", StrOptions({"auto"})],
         "batch_size": [
             Interval(Integral, 2, None, closed="left"),
             StrOptions({"auto"}),
@@ -540,6 +562,7 @@ class SPICEClustering(
         feature_epochs="auto",
         self_epochs="auto",
         semi_epochs="auto",
+        freeze_backbone="auto",
         batch_size="auto",
         n_heads=10,
         feature_lr=0.06,
@@ -568,6 +591,7 @@ class SPICEClustering(
         self.feature_epochs = feature_epochs
         self.self_epochs = self_epochs
         self.semi_epochs = semi_epochs
+        self.freeze_backbone = freeze_backbone
         self.batch_size = batch_size
         self.n_heads = n_heads
         self.feature_lr = feature_lr
@@ -756,7 +780,11 @@ class SPICEClustering(
         return self
 
     def _reset_fitted_state(self):
-        for name in [v for v in vars(self) if v.endswith("_") or v == "_profile"]:
+        for name in [
+            v
+            for v in vars(self)
+            if v.endswith("_") or v in ("_profile", "_seen_profile")
+        ]:
             if not name.startswith("__"):
                 delattr(self, name)
 
@@ -828,12 +856,36 @@ class SPICEClustering(
         eval_bs = self._inference_batch_size(model, data, device)
 
         with _timed(seconds, "feature"):
-            self._train_features(model, data, augmenter, run)
+            stage1_epochs = self._train_features(model, data, augmenter, run)
             model.eval()
-            with phase(verbose, f"[feature] computing features of {n:,} samples"):
-                features = apply_in_batches(
-                    model, data, eval_bs, device, precision, ctx
-                )
+            self.frozen_backbone_ = self._frozen(stage1_epochs)
+            if self.frozen_backbone_:
+                # Stages 2-3 train heads only: encode a few views once.
+                n_views = (2 if FROZEN.strong_views else 1) * FROZEN.n_views + 1
+                text = f"[feature] features of {n:,} samples x {n_views} views"
+                with phase(verbose, text):
+                    views = FeatureViews.compute(
+                        model,
+                        data,
+                        augmenter,
+                        n_views=FROZEN.n_views,
+                        batch_size=eval_bs,
+                        gen=device_gen,
+                        device=device,
+                        strong=FROZEN.strong_views,
+                        precision=precision,
+                        dtype=FROZEN.view_dtype,
+                        ctx=ctx,
+                    )
+                features = views.clean
+                # Stages 2-3 see indices, an identity backbone and the views.
+                trunk, stage_data, stage_aug = nn.Identity(), views.samples(), views
+            else:
+                with phase(verbose, f"[feature] computing features of {n:,} samples"):
+                    features = apply_in_batches(
+                        model, data, eval_bs, device, precision, ctx
+                    )
+                trunk, stage_data, stage_aug = model, data, augmenter
             embedding = _normalized(features)
         release_freed_memory()  # stage 1's batches: so stage 2 starts low
 
@@ -843,14 +895,19 @@ class SPICEClustering(
                 with phase(verbose, "[self-label] spectral coordinates"):
                     space = spectral_coordinates(embedding, k, random_state=seed)
             network, selected = self._train_heads(
-                model, data, features, space, augmenter, run, eval_bs
+                trunk, stage_data, features, space, stage_aug, run, eval_bs
             )
+            # A frozen trunk's probabilities come from the stored features.
+            probs_data = features if self.frozen_backbone_ else data
             text = f"[self-label] cluster probabilities of {n:,} samples"
             with phase(verbose, text):
-                probs = _probabilities(network, data, device, eval_bs, precision, ctx)
+                probs = _probabilities(
+                    network, probs_data, device, eval_bs, precision, ctx
+                )
             self_labels = probs.argmax(1).numpy()
         n_features_out = int(features.shape[1])
-        del features
+        if not self.frozen_backbone_:
+            del features
         release_freed_memory()
 
         with _timed(seconds, "semi"):
@@ -870,11 +927,13 @@ class SPICEClustering(
                 release_freed_memory()  # similarity blocks of the kNN search
                 kept = int((reliable >= 0).sum())
                 message(verbose, f"[semi] labelled set: {kept:,} of {n:,} samples")
-                network = self._train_semi(network, data, reliable, augmenter, run)
+                network = self._train_semi(
+                    network, stage_data, reliable, stage_aug, run
+                )
                 text = f"[semi] cluster probabilities of {n:,} samples"
                 with phase(verbose, text):
                     probs = _probabilities(
-                        network, data, device, eval_bs, precision, ctx
+                        network, probs_data, device, eval_bs, precision, ctx
                     )
                 # The labelled set's make-up goes with stage 3's first epoch.
                 first = next(r for r in history if r["stage"] == "semi")
@@ -891,6 +950,9 @@ class SPICEClustering(
                 UserWarning,
                 stacklevel=3,
             )
+        if self.frozen_backbone_:
+            del views, features
+            network = nn.Sequential(model, network)  # the head on its trunk
         self.network_ = network.cpu().eval()
         self.embedding_ = embedding.numpy()
         self.labels_ = labels
@@ -946,6 +1008,10 @@ class SPICEClustering(
         elif self.backbone_weights not in (None, False):
             load_weights(backbone, self.backbone_weights)
         model = _FeatureModel(standardize, backbone, resize).to(device)
+        # Batch sizes and stage-3 budgets follow the size the model sees.
+        self._seen_profile = profile
+        if isinstance(resize, Resize) and profile.kind == "image":
+            self._seen_profile = InputProfile("image", (3, resize.size, resize.size))
         if profile.kind == "image":
             # NHWC convolutions are about 20 % faster on CPUs (oneDNN) and on
             # tensor-core GPUs; the input needs no conversion.
@@ -975,7 +1041,7 @@ class SPICEClustering(
         if self.feature_epochs == "auto" and self.backbone_weights not in (None, False):
             epochs = 0  # pretrained: stage 2 starts from the given features
         if epochs == 0:
-            return
+            return 0
         bs = self._batch_size(n, device)
         train_feature_model(
             model,
@@ -991,6 +1057,14 @@ class SPICEClustering(
             temperature=self.temperature,
             **run,
         )
+        return epochs
+
+    def _frozen(self, feature_epochs):
+        """Whether stages 2-3 keep the backbone frozen (``freeze_backbone``):
+        with ``"auto"``, when stage 1 did not train it on this data."""
+        if self.freeze_backbone == "auto":
+            return feature_epochs == 0
+        return bool(self.freeze_backbone)
 
     def _train_heads(self, model, data, features, space, augmenter, run, eval_bs):
         """Stage 2: SPICE-Self; returns backbone + selected head, and its info."""
@@ -1003,9 +1077,7 @@ class SPICEClustering(
             prototype_space=space,
             n_clusters=k,
             n_heads=self.n_heads,
-            epochs=self._epochs(
-                self.self_epochs, n, regime_for(run["device"]).self_label
-            ),
+            epochs=self._epochs(self.self_epochs, n, self._self_budget(run["device"])),
             lr=self.self_lr,
             pseudo_batch=min(n, 500 * k),
             batch_size=128,
@@ -1039,8 +1111,16 @@ class SPICEClustering(
             return_counts=True,
         )
 
+    def _self_budget(self, device):
+        if self.frozen_backbone_:
+            return FROZEN.self_label
+        return regime_for(device).self_label
+
     def _semi_epochs(self, n, device):
-        budget = regime_for(device).semi_budget(self._profile)
+        if self.frozen_backbone_:
+            budget = FROZEN.semi
+        else:
+            budget = regime_for(device).semi_budget(self._seen_profile)
         return self._epochs(self.semi_epochs, n, budget)
 
     def _train_semi(self, network, data, reliable, augmenter, run):
@@ -1076,7 +1156,7 @@ class SPICEClustering(
 
     def _batch_size(self, n, device):
         if self.batch_size == "auto":
-            return auto_batch_size(n, self._profile, device)
+            return auto_batch_size(n, self._seen_profile, device)
         return min(int(self.batch_size), n)
 
     @staticmethod
