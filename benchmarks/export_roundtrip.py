@@ -56,6 +56,7 @@ def main(argv=None):
                 "seed": seed,
                 "first": evaluate(y, first.labels_),
                 "second": evaluate(y, second.labels_),
+                "second_frozen_backbone": bool(second.frozen_backbone_),
                 "first_seconds": t1,
                 "second_seconds": t2,
             }

@@ -8,14 +8,16 @@ generalisation suite (``benchmarks/suite.py``) it reports, per seed:
 * the time to extract the pooled 1280-d features of all images;
 * KMeans (``n_init=10``) on those features (SPICE's ``embedding_``, so the
   same preprocessing: images resized to ``--input-size``, standardised);
-* SPICE with that backbone and stage 1 skipped (``feature_epochs=0``):
-  SPICE-Self and the final ACC / NMI / ARI.
+* SPICE with that backbone and stage 1 skipped (``feature_epochs=0``, so
+  the backbone stays frozen: ``freeze_backbone="auto"``): SPICE-Self, the
+  final ACC / NMI / ARI, and the reliable set's size and purity.
 
 Records go to a JSON-lines file (``--results``), one per fit.
 
-Example::
+Example (the CPU rows of docs/benchmarks.md)::
 
-    python benchmarks/pretrained.py --sets fashion fashion-colour --seeds 0 1
+    python benchmarks/pretrained.py --sets fashion fashion-colour --seeds 0 1 \
+        --input-size 64
 """
 
 import argparse
