@@ -16,8 +16,7 @@ Records go to a JSON-lines file (``--results``), one per fit.
 
 Example (the CPU rows of docs/benchmarks.md)::
 
-    python benchmarks/pretrained.py --sets fashion fashion-colour --seeds 0 1 \
-        --input-size 64
+    python benchmarks/pretrained.py --sets fashion --seeds 0 1 --input-size 64
 """
 
 import argparse
