@@ -780,11 +780,7 @@ class SPICEClustering(
         return self
 
     def _reset_fitted_state(self):
-        for name in [
-            v
-            for v in vars(self)
-            if v.endswith("_") or v in ("_profile", "_seen_profile")
-        ]:
+        for name in [v for v in vars(self) if v.endswith("_") or v == "_profile"]:
             if not name.startswith("__"):
                 delattr(self, name)
 
@@ -853,7 +849,7 @@ class SPICEClustering(
             ctx=ctx,
         )
         model, augmenter = self._build_feature_model(data, device)
-        eval_bs = self._inference_batch_size(model, data, device)
+        eval_bs = self._inference_batch_size(data, device)
 
         with _timed(seconds, "feature"):
             stage1_epochs = self._train_features(model, data, augmenter, run)
@@ -968,13 +964,11 @@ class SPICEClustering(
         self.n_features_out_ = n_features_out
         self._eval_batch_size_ = eval_bs
 
-    def _inference_batch_size(self, model, data, device):
+    def _inference_batch_size(self, data, device):
         """Samples per whole-data forward pass, from what the model sees
         (pretrained weights may resize small images up to 224 px)."""
-        values = int(np.prod(data.sample_shape))
-        if isinstance(model.resize, Resize) and len(data.sample_shape) == 3:
-            # Views are made at the stored size, then resized in the model.
-            values = max(values, 3 * model.resize.size**2)
+        # Views are made at the stored size, then resized in the model.
+        values = max(int(np.prod(data.sample_shape)), self._seen_profile_.n_features)
         return inference_batch_size(values, device)
 
     def _build_feature_model(self, data, device):
@@ -1009,9 +1003,9 @@ class SPICEClustering(
             load_weights(backbone, self.backbone_weights)
         model = _FeatureModel(standardize, backbone, resize).to(device)
         # Batch sizes and stage-3 budgets follow the size the model sees.
-        self._seen_profile = profile
+        self._seen_profile_ = profile
         if isinstance(resize, Resize) and profile.kind == "image":
-            self._seen_profile = InputProfile("image", (3, resize.size, resize.size))
+            self._seen_profile_ = InputProfile("image", (3, resize.size, resize.size))
         if profile.kind == "image":
             # NHWC convolutions are about 20 % faster on CPUs (oneDNN) and on
             # tensor-core GPUs; the input needs no conversion.
@@ -1120,7 +1114,7 @@ class SPICEClustering(
         if self.frozen_backbone_:
             budget = FROZEN.semi
         else:
-            budget = regime_for(device).semi_budget(self._seen_profile)
+            budget = regime_for(device).semi_budget(self._seen_profile_)
         return self._epochs(self.semi_epochs, n, budget)
 
     def _train_semi(self, network, data, reliable, augmenter, run):
@@ -1156,7 +1150,7 @@ class SPICEClustering(
 
     def _batch_size(self, n, device):
         if self.batch_size == "auto":
-            return auto_batch_size(n, self._seen_profile, device)
+            return auto_batch_size(n, self._seen_profile_, device)
         return min(int(self.batch_size), n)
 
     @staticmethod

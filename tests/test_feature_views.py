@@ -32,21 +32,26 @@ class _ShiftAugmenter:
         return self._view("strong", x, -1.0)
 
 
+def _compute(data, backbone=None, augmenter=None, **kwargs):
+    """``FeatureViews.compute`` on the CPU; one batch per view by default."""
+    kwargs.setdefault("batch_size", len(data))
+    return FeatureViews.compute(
+        nn.Identity() if backbone is None else backbone,
+        data,
+        _ShiftAugmenter() if augmenter is None else augmenter,
+        gen=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+        **kwargs,
+    )
+
+
 def _views(n=6, d=3, n_views=2):
     data = Samples(torch.arange(n * d, dtype=torch.float32).view(n, d))
     backbone = nn.Linear(d, d, bias=False)
     with torch.no_grad():
         backbone.weight.copy_(torch.eye(d) * 2)  # features = 2 x input
-    views = FeatureViews.compute(
-        backbone,
-        data,
-        _ShiftAugmenter(),
-        n_views=n_views,
-        batch_size=n,  # one batch per view: view v is shifted by v + 1
-        gen=torch.Generator().manual_seed(0),
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-    )
+    # one batch per view: view v is shifted by v + 1
+    views = _compute(data, backbone, n_views=n_views, dtype=torch.float32)
     return data, views
 
 
@@ -87,17 +92,7 @@ def test_draws_pick_one_stored_view_per_sample():
 def test_without_strong_views_both_kinds_draw_from_the_weak_ones():
     data = Samples(torch.arange(40 * 3, dtype=torch.float32).view(40, 3))
     aug = _ShiftAugmenter()
-    views = FeatureViews.compute(
-        nn.Identity(),
-        data,
-        aug,
-        n_views=3,
-        batch_size=40,
-        gen=torch.Generator(),
-        device=torch.device("cpu"),
-        strong=False,
-        dtype=torch.float32,
-    )
+    views = _compute(data, augmenter=aug, n_views=3, strong=False, dtype=torch.float32)
     assert aug.calls == {"weak": 3, "strong": 0}  # no strong pass at all
     assert views.strong_views is views.weak_views
     assert views.nbytes == 4 * 40 * 3 * 4  # clean + 3 weak views, counted once
@@ -111,27 +106,11 @@ def test_without_strong_views_both_kinds_draw_from_the_weak_ones():
 
 def test_float16_storage_and_bad_arguments():
     data = Samples(torch.rand(4, 3))
-    views = FeatureViews.compute(
-        nn.Identity(),
-        data,
-        _ShiftAugmenter(),
-        n_views=1,
-        batch_size=2,
-        gen=torch.Generator(),
-        device=torch.device("cpu"),
-    )
+    views = _compute(data, n_views=1, batch_size=2)
     assert views.weak_views.dtype == torch.float16
     assert views.weak(torch.arange(4), torch.Generator()).dtype == torch.float32
     with pytest.raises(ValueError, match="n_views"):
-        FeatureViews.compute(
-            nn.Identity(),
-            data,
-            _ShiftAugmenter(),
-            n_views=0,
-            batch_size=2,
-            gen=torch.Generator(),
-            device=torch.device("cpu"),
-        )
+        _compute(data, n_views=0, batch_size=2)
     with pytest.raises(ValueError, match="do not match"):
         FeatureViews(torch.zeros(4, 3), torch.zeros(1, 4, 3), torch.zeros(1, 5, 3))
 
