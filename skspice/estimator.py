@@ -342,8 +342,9 @@ class SPICEClustering(
         spectral embedding of the features' 10-nearest-neighbour graph
         (:func:`~skspice.pseudo_labels.spectral_coordinates`), where such a
         class becomes a compact blob. It is an option, not the default: on
-        digits it lowered the final ACC from 0.971 to 0.824 (seed 0); see
-        docs/benchmarks.md for its measurements.
+        digits it lowered the final ACC from 0.971 to 0.824 (seed 0), and on
+        frozen ImageNet features it helped Fashion-MNIST but hurt shapes and
+        shaded colour images; see docs/benchmarks.md for its measurements.
     semi_lr : float, default=0.03
         Stage-3 SGD learning rate.
     temperature : float, default=0.2
