@@ -57,6 +57,7 @@ def main(argv=None):
                 "first": evaluate(y, first.labels_),
                 "second": evaluate(y, second.labels_),
                 "second_frozen_backbone": bool(second.frozen_backbone_),
+                "second_prototype_space": second.prototype_space_,
                 "first_seconds": t1,
                 "second_seconds": t2,
             }

@@ -79,7 +79,7 @@ def run_one(name, seed, args):
         "contrast_normalization": est.contrast_normalization_,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "frozen_backbone": bool(est.frozen_backbone_),
-        "prototype_space": est.prototype_space,
+        "prototype_space": est.prototype_space_,
         "semi_epochs": sum(r["stage"] == "semi" for r in est.history_),
         "feature_seconds": est.stage_seconds_["feature"],
         "stage_seconds": est.stage_seconds_,

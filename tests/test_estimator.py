@@ -291,11 +291,27 @@ def test_prototype_space_option(digits):
     X, _ = digits
     params = dict(TINY, feature_epochs=1, semi_epochs=0)
     emb = SPICEClustering(n_clusters=4, **params).fit(X[:80])
-    spec = SPICEClustering(n_clusters=4, prototype_space="spectral", **params)
-    spec.fit(X[:80])
-    # Same features (stage 1 is identical), different prototypes in stage 2.
-    np.testing.assert_array_equal(spec.embedding_, emb.embedding_)
-    assert not np.array_equal(spec.self_labels_, emb.self_labels_)
+    assert emb.prototype_space_ == "embedding"  # the reference's, by default
+    for space in ("spectral", "smoothed"):
+        other = SPICEClustering(n_clusters=4, prototype_space=space, **params)
+        other.fit(X[:80])
+        assert other.prototype_space_ == space
+        # Same features (stage 1 is identical), different prototypes in stage 2.
+        np.testing.assert_array_equal(other.embedding_, emb.embedding_)
+        assert not np.array_equal(other.self_labels_, emb.self_labels_)
     # Too few samples for a graph: falls back to the embedding, no error.
     tiny = SPICEClustering(n_clusters=4, prototype_space="spectral", **params)
     assert tiny.fit(X[:5]).labels_.shape == (5,)
+    assert tiny.prototype_space_ == "embedding"
+
+
+def test_smoothed_prototypes_on_a_frozen_backbone(digits):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=0, semi_epochs=0)
+    emb = SPICEClustering(n_clusters=4, **params).fit(X[:80])
+    smoothed = SPICEClustering(n_clusters=4, prototype_space="smoothed", **params)
+    smoothed.fit(X[:80])
+    assert smoothed.frozen_backbone_ and smoothed.prototype_space_ == "smoothed"
+    # The same stored features, other prototypes: another pseudo-label loss.
+    np.testing.assert_array_equal(smoothed.embedding_, emb.embedding_)
+    assert smoothed.selected_head_["loss"] != emb.selected_head_["loss"]

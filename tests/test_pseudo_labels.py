@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from skspice.pseudo_labels import (
     UNLABELED,
     knn_indices,
+    neighbor_smoothed,
     prototype_pseudo_labels,
     reliability_scores,
     reliable_pseudo_labels,
@@ -443,6 +444,65 @@ def test_spectral_coordinates_deterministic_and_validated():
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="needs more samples"):
         spectral_coordinates(feats[:2], 2)
+
+
+# ---------------------------------------------------------------- smoothed
+
+
+def _noisy_blobs(n_per_blob=100, noise=0.6, seed=0):
+    """Two groups on the unit sphere of R^8 whose noise makes them overlap."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(8)[:2]
+    y = np.repeat([0, 1], n_per_blob)
+    pts = centres[y] + noise * rng.normal(size=(len(y), 8))
+    return torch.nn.functional.normalize(
+        torch.tensor(pts, dtype=torch.float32), dim=1
+    ), y
+
+
+def _spread(z, y):
+    """Mean cosine distance of the samples to their group's mean direction."""
+    out = []
+    for c in np.unique(y):
+        members = z[torch.from_numpy(y == c)]
+        mean = torch.nn.functional.normalize(members.mean(0), dim=0)
+        out.append(1 - (members @ mean).mean())
+    return float(torch.stack(out).mean())
+
+
+def test_neighbor_smoothed_shape_norm_and_no_copy_of_input():
+    feats, _ = _noisy_blobs()
+    before = feats.clone()
+    z = neighbor_smoothed(feats, n_neighbors=10)
+    assert z.shape == feats.shape and z.dtype == torch.float32
+    np.testing.assert_allclose(z.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    torch.testing.assert_close(feats, before)  # the caller's tensor is untouched
+
+
+def test_neighbor_smoothed_tightens_groups():
+    feats, y = _noisy_blobs()
+    z = neighbor_smoothed(feats, n_neighbors=10)
+    assert _spread(z, y) < 0.8 * _spread(feats, y)
+    # Averaging within a neighbourhood keeps the groups apart.
+    assert _kmeans_acc(z, y, 2) >= _kmeans_acc(feats, y, 2) - 0.05
+
+
+def test_neighbor_smoothed_is_exact_average_and_chunk_free():
+    feats, _ = _noisy_blobs(30)
+    # One neighbour (the sample itself): nothing changes.
+    torch.testing.assert_close(neighbor_smoothed(feats, n_neighbors=1), feats)
+    nb = knn_indices(feats, 5)
+    expected = torch.nn.functional.normalize(feats[nb].mean(1), dim=1)
+    torch.testing.assert_close(neighbor_smoothed(feats, 5, chunk_size=7), expected)
+    # More neighbours than samples: all samples, i.e. the global mean direction.
+    z = neighbor_smoothed(feats[:4], n_neighbors=50)
+    torch.testing.assert_close(z, z[:1].expand(4, -1))
+
+
+def test_neighbor_smoothed_validated():
+    feats, _ = _noisy_blobs(10)
+    with pytest.raises(ValueError, match="n_neighbors must be at least 1"):
+        neighbor_smoothed(feats, n_neighbors=0)
 
 
 def test_reliable_counts_without_fallback():
