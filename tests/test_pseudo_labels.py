@@ -455,9 +455,7 @@ def _noisy_blobs(n_per_blob=100, noise=0.6, seed=0):
     centres = np.eye(8)[:2]
     y = np.repeat([0, 1], n_per_blob)
     pts = centres[y] + noise * rng.normal(size=(len(y), 8))
-    return torch.nn.functional.normalize(
-        torch.tensor(pts, dtype=torch.float32), dim=1
-    ), y
+    return F.normalize(torch.tensor(pts, dtype=torch.float32), dim=1), y
 
 
 def _spread(z, y):
@@ -465,12 +463,12 @@ def _spread(z, y):
     out = []
     for c in np.unique(y):
         members = z[torch.from_numpy(y == c)]
-        mean = torch.nn.functional.normalize(members.mean(0), dim=0)
+        mean = F.normalize(members.mean(0), dim=0)
         out.append(1 - (members @ mean).mean())
     return float(torch.stack(out).mean())
 
 
-def test_neighbor_smoothed_shape_norm_and_no_copy_of_input():
+def test_neighbor_smoothed_shape_norm_and_input_unchanged():
     feats, _ = _noisy_blobs()
     before = feats.clone()
     z = neighbor_smoothed(feats, n_neighbors=10)
@@ -487,12 +485,12 @@ def test_neighbor_smoothed_tightens_groups():
     assert _kmeans_acc(z, y, 2) >= _kmeans_acc(feats, y, 2) - 0.05
 
 
-def test_neighbor_smoothed_is_exact_average_and_chunk_free():
+def test_neighbor_smoothed_is_the_neighbour_mean_in_any_chunking():
     feats, _ = _noisy_blobs(30)
     # One neighbour (the sample itself): nothing changes.
     torch.testing.assert_close(neighbor_smoothed(feats, n_neighbors=1), feats)
     nb = knn_indices(feats, 5)
-    expected = torch.nn.functional.normalize(feats[nb].mean(1), dim=1)
+    expected = F.normalize(feats[nb].mean(1), dim=1)
     torch.testing.assert_close(neighbor_smoothed(feats, 5, chunk_size=7), expected)
     # More neighbours than samples: all samples, i.e. the global mean direction.
     z = neighbor_smoothed(feats[:4], n_neighbors=50)
