@@ -8,10 +8,12 @@ into the torch hub cache (``torch.hub.get_dir()``), later runs read them from
 there. Without internet, download the file named in the error message
 elsewhere and place it at the path the message gives.
 
-With pretrained weights, stage 1 (contrastive training) is skipped: SPICE-Self
-trains clustering heads on the frozen ImageNet features, then SPICE-Semi
-fine-tunes backbone and head. On a CPU keep the images small and the
-epochs few; on a GPU the defaults are fine.
+With pretrained weights, stage 1 (contrastive training) is skipped and the
+backbone stays frozen (``freeze_backbone="auto"``): SPICE-Self trains
+clustering heads on the ImageNet features, with prototypes among
+neighbour-smoothed features (``prototype_space="auto"``), then SPICE-Semi
+trains the head further on reliable pseudo-labels. On a CPU keep the images
+small and the epochs few; on a GPU the defaults are fine.
 
 Run::
 

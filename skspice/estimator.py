@@ -334,26 +334,37 @@ class SPICEClustering(
         Stage-1 SGD learning rate.
     self_lr : float, default=0.001
         Stage-2 Adam learning rate.
-    prototype_space : {"embedding", "smoothed", "spectral"}, \
-            default="embedding"
+    prototype_space : {"auto", "embedding", "smoothed", "spectral"}, \
+            default="auto"
         Where SPICE-Self builds its cluster prototypes and picks the samples
         nearest to them. ``"embedding"`` is the reference: the L2-normalised
         features, where a prototype is a centroid. ``"smoothed"`` averages
         each sample's embedding with its 10 nearest neighbours' first
         (:func:`~skspice.pseudo_labels.neighbor_smoothed`), which damps the
-        nuisance variation of pretrained features: on frozen
-        EfficientNet-Lite0 features (two seeds) it raised SPICE from 0.663
-        to 0.691 on Fashion-MNIST, 0.641 to 0.687 in random colours and
-        0.491 to 0.519 on held-out letters, left digits and shapes alone,
-        but lowered shaded, noisy colour images from 0.539 to 0.482 and, on
-        a frozen backbone exported from a digits fit, one seed of two from
-        0.974 to 0.844; an option, not the default. ``"spectral"`` uses the
-        spectral embedding of the features' 10-nearest-neighbour graph
+        nuisance variation that features learned on other images keep
+        (lighting, size, colour). ``"auto"`` smooths when the backbone stays
+        frozen (``frozen_backbone_``) and its weights did not come from a
+        local file: published weights (a torchvision weights name, timm's
+        ``True``), or a module passed as ``backbone`` with its weights in
+        it. On frozen
+        EfficientNet-Lite0 features (two seeds) smoothing raised SPICE from
+        0.663 to 0.691 on Fashion-MNIST, 0.641 to 0.687 in random colours
+        and 0.491 to 0.519 on held-out letters, left digits, shapes and
+        held-out colour textures about as they were (textures 0.850 to
+        0.844) and lowered shaded, noisy colour images from 0.539 to 0.482. A
+        weights file is usually a checkpoint trained on the data at hand
+        (``save_backbone``, MoCo and SPICE checkpoints), whose neighbours
+        already agree; there smoothing destabilised SPICE-Self (backbones
+        exported from two digits fits, six seeds each: 6 of 12 fits ended at
+        0.84-0.90 instead of 0.97-0.98, against 1 of 12 with the
+        embedding), so ``"auto"`` keeps the embedding, as it does whenever stage
+        1 trained the backbone. ``"spectral"`` uses the spectral embedding
+        of the features' 10-nearest-neighbour graph
         (:func:`~skspice.pseudo_labels.spectral_coordinates`), where a class
-        that forms a curved or elongated region becomes a compact blob; also
-        an option only: on digits it lowered the final ACC from 0.971 to
-        0.824 (seed 0), and on frozen ImageNet features it hurt shapes and
-        shaded colour images. See docs/benchmarks.md.
+        that forms a curved or elongated region becomes a compact blob; an
+        option only: on digits it lowered the final ACC from 0.971 to 0.824
+        (seed 0), and on frozen ImageNet features it hurt shapes and shaded
+        colour images. See docs/benchmarks.md.
     semi_lr : float, default=0.03
         Stage-3 SGD learning rate.
     temperature : float, default=0.2
@@ -453,9 +464,9 @@ class SPICEClustering(
         Whether the backbone stayed frozen through stage 3 (the resolved
         ``freeze_backbone``).
     prototype_space_ : str
-        The space SPICE-Self's prototypes were built in: ``prototype_space``,
-        or ``"embedding"`` where ``"spectral"`` had too few samples for a
-        graph.
+        The space SPICE-Self's prototypes were built in: the resolved
+        ``prototype_space``, or ``"embedding"`` where ``"spectral"`` had too
+        few samples for a graph.
     history_ : list of dict
         One record per epoch of every stage: ``stage``, ``epoch``, ``loss``,
         ``seconds`` and stage-specific values.
@@ -545,7 +556,7 @@ class SPICEClustering(
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "feature_lr": [Interval(Real, 0, None, closed="neither")],
         "self_lr": [Interval(Real, 0, None, closed="neither")],
-        "prototype_space": [StrOptions({"embedding", "smoothed", "spectral"})],
+        "prototype_space": [StrOptions({"auto", "embedding", "smoothed", "spectral"})],
         "semi_lr": [Interval(Real, 0, None, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "confidence_threshold": [Interval(Real, 0, 1, closed="left")],
@@ -581,7 +592,7 @@ class SPICEClustering(
         n_heads=10,
         feature_lr=0.06,
         self_lr=0.001,
-        prototype_space="embedding",
+        prototype_space="auto",
         semi_lr=0.03,
         temperature=0.2,
         confidence_threshold=0.99,
@@ -901,9 +912,7 @@ class SPICEClustering(
 
         with _timed(seconds, "self-label"):
             space = None  # the reference: prototypes among the embeddings
-            prototype_space = self.prototype_space
-            if prototype_space == "spectral" and n <= k + 1:
-                prototype_space = "embedding"  # too few samples for a graph
+            prototype_space = self._prototype_space(n)
             self.prototype_space_ = prototype_space
             if prototype_space == "spectral":
                 with phase(verbose, "[self-label] spectral coordinates"):
@@ -1080,6 +1089,22 @@ class SPICEClustering(
         if self.freeze_backbone == "auto":
             return feature_epochs == 0
         return bool(self.freeze_backbone)
+
+    def _prototype_space(self, n):
+        """The resolved ``prototype_space`` for ``n`` samples (after stage 1)."""
+        space = self.prototype_space
+        if space == "auto":
+            # Smooth features learned elsewhere; a weights file is most often
+            # a checkpoint trained on this data, whose neighbours already agree.
+            from_file = self.backbone_weights not in (None, False) and (
+                self._published_weights() is None
+            )
+            space = (
+                "smoothed" if self.frozen_backbone_ and not from_file else "embedding"
+            )
+        if space == "spectral" and n <= self.n_clusters + 1:
+            space = "embedding"  # too few samples for a graph
+        return space
 
     def _train_heads(self, model, data, features, space, augmenter, run, eval_bs):
         """Stage 2: SPICE-Self; returns backbone + selected head, and its info."""

@@ -305,13 +305,23 @@ def test_prototype_space_option(digits):
     assert tiny.prototype_space_ == "embedding"
 
 
-def test_smoothed_prototypes_on_a_frozen_backbone(digits):
+def test_smoothed_prototypes_on_a_frozen_backbone(digits, tmp_path):
     X, _ = digits
     params = dict(TINY, feature_epochs=0, semi_epochs=0)
-    emb = SPICEClustering(n_clusters=4, **params).fit(X[:80])
+    emb = SPICEClustering(n_clusters=4, prototype_space="embedding", **params)
+    emb.fit(X[:80])
     smoothed = SPICEClustering(n_clusters=4, prototype_space="smoothed", **params)
     smoothed.fit(X[:80])
     assert smoothed.frozen_backbone_ and smoothed.prototype_space_ == "smoothed"
     # The same stored features, other prototypes: another pseudo-label loss.
     np.testing.assert_array_equal(smoothed.embedding_, emb.embedding_)
     assert smoothed.selected_head_["loss"] != emb.selected_head_["loss"]
+    # "auto": a frozen backbone whose weights are not from a file is smoothed...
+    auto = SPICEClustering(n_clusters=4, **params).fit(X[:80])
+    assert auto.prototype_space_ == "smoothed"
+    np.testing.assert_array_equal(auto.labels_, smoothed.labels_)
+    # ...one loaded from a weights file (e.g. an export) keeps the embedding.
+    path = emb.save_backbone(tmp_path / "backbone.pt")
+    again = SPICEClustering(n_clusters=4, backbone_weights=path, **params)
+    assert again.fit(X[:80]).frozen_backbone_
+    assert again.prototype_space_ == "embedding"
