@@ -345,21 +345,20 @@ class SPICEClustering(
         (lighting, size, colour). ``"auto"`` smooths when the backbone stays
         frozen (``frozen_backbone_``) and its weights did not come from a
         local file: published weights (a torchvision weights name, timm's
-        ``True``), or a module passed as ``backbone`` with its weights in
-        it. On frozen
-        EfficientNet-Lite0 features (two seeds) smoothing raised SPICE from
-        0.663 to 0.691 on Fashion-MNIST, 0.641 to 0.687 in random colours
-        and 0.491 to 0.519 on held-out letters, left digits, shapes and
-        held-out colour textures about as they were (textures 0.850 to
+        ``True``), or a module passed as ``backbone`` with its weights in it.
+        On frozen EfficientNet-Lite0 features (two seeds) smoothing raised
+        SPICE from 0.663 to 0.691 on Fashion-MNIST, 0.641 to 0.687 in random
+        colours and 0.491 to 0.519 on held-out letters, left digits, shapes
+        and held-out colour textures about as they were (textures 0.850 to
         0.844) and lowered shaded, noisy colour images from 0.539 to 0.482. A
         weights file is usually a checkpoint trained on the data at hand
         (``save_backbone``, MoCo and SPICE checkpoints), whose neighbours
         already agree; there smoothing destabilised SPICE-Self (backbones
         exported from two digits fits, six seeds each: 6 of 12 fits ended at
-        0.84-0.90 instead of 0.97-0.98, against 1 of 12 with the
-        embedding), so ``"auto"`` keeps the embedding, as it does whenever stage
-        1 trained the backbone. ``"spectral"`` uses the spectral embedding
-        of the features' 10-nearest-neighbour graph
+        0.84-0.90 instead of 0.97-0.98, against 1 of 12 with the embedding),
+        so ``"auto"`` keeps the embedding, as it does whenever stage 1 trained
+        the backbone. ``"spectral"`` uses the spectral embedding of the
+        features' 10-nearest-neighbour graph
         (:func:`~skspice.pseudo_labels.spectral_coordinates`), where a class
         that forms a curved or elongated region becomes a compact blob; an
         option only: on digits it lowered the final ACC from 0.971 to 0.824
