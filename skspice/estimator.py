@@ -748,6 +748,14 @@ class SPICEClustering(
             )
         return w
 
+    def _weights_file(self):
+        """The local weights file this fit loads (``backbone_weights`` that
+        is neither empty nor published weights), or None."""
+        w = self.backbone_weights
+        if w in (None, False) or self._published_weights() is not None:
+            return None
+        return w
+
     def _samples(self, data, contrast=None):
         """What the network sees, batch by batch: the images as float32 in
         [0, 1], or their contrast maps (``contrast``: the fitted choice)."""
@@ -1028,8 +1036,8 @@ class SPICEClustering(
             standardize, resize = self._pretrained_input(
                 preprocess.mean, preprocess.std, preprocess.crop_size[0], profile
             )
-        elif self.backbone_weights not in (None, False):
-            load_weights(backbone, self.backbone_weights)
+        elif (path := self._weights_file()) is not None:
+            load_weights(backbone, path)
         model = _FeatureModel(standardize, backbone, resize).to(device)
         # Batch sizes and stage-3 budgets follow the size the model sees.
         self._seen_profile_ = profile
@@ -1095,9 +1103,7 @@ class SPICEClustering(
         if space == "auto":
             # Smooth features learned elsewhere; a weights file is most often
             # a checkpoint trained on this data, whose neighbours already agree.
-            from_file = self.backbone_weights not in (None, False) and (
-                self._published_weights() is None
-            )
+            from_file = self._weights_file() is not None
             space = (
                 "smoothed" if self.frozen_backbone_ and not from_file else "embedding"
             )
