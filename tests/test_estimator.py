@@ -296,13 +296,26 @@ def test_prototype_space_option(digits):
         other = SPICEClustering(n_clusters=4, prototype_space=space, **params)
         other.fit(X[:80])
         assert other.prototype_space_ == space
-        # Same features (stage 1 is identical), different prototypes in stage 2.
+        # Same features (stage 1 is identical), different prototypes in stage 2:
+        # another pseudo-label loss.
         np.testing.assert_array_equal(other.embedding_, emb.embedding_)
-        assert not np.array_equal(other.self_labels_, emb.self_labels_)
+        assert other.selected_head_["loss"] != emb.selected_head_["loss"]
     # Too few samples for a graph: falls back to the embedding, no error.
     tiny = SPICEClustering(n_clusters=4, prototype_space="spectral", **params)
     assert tiny.fit(X[:5]).labels_.shape == (5,)
     assert tiny.prototype_space_ == "embedding"
+
+
+def test_kmeans_head_init(digits):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=0, semi_epochs=0, n_clusters=4)
+    rnd = SPICEClustering(**params).fit(X[:80])
+    assert set(rnd.selected_head_) == {"head", "epoch", "loss"}
+    km = SPICEClustering(head_init="kmeans", **params).fit(X[:80])
+    # The kept head was fitted to a KMeans partition before SPICE-Self.
+    assert 0.5 < km.selected_head_["init_agreement"] <= 1
+    np.testing.assert_array_equal(km.embedding_, rnd.embedding_)
+    assert km.selected_head_["loss"] != rnd.selected_head_["loss"]
 
 
 def test_smoothed_prototypes_on_a_frozen_backbone(digits, tmp_path):

@@ -20,6 +20,7 @@ from skspice.stages import (
     train_self_label,
     train_semi,
 )
+from skspice.stages.self_label import fit_heads_to_partitions, kmeans_partitions
 
 CPU = torch.device("cpu")
 
@@ -516,6 +517,48 @@ def test_train_self_label_separates_two_blobs():
     for k, v in backbone.state_dict().items():
         assert torch.equal(v, before[k])
     assert all(p.requires_grad for p in backbone.parameters())
+
+
+def test_kmeans_partitions_one_per_head_and_seeded():
+    torch.manual_seed(0)
+    x, y = _blobs(32)
+    space = F.normalize(x, dim=1)
+    parts = kmeans_partitions(space, 2, 3, random_state=0)
+    assert parts.shape == (3, 64) and parts.dtype.kind == "i"
+    # Two well-separated blobs: every start finds them.
+    assert all(_agrees_up_to_permutation(torch.as_tensor(p), y) for p in parts)
+    assert (kmeans_partitions(space, 2, 3, random_state=0) == parts).all()
+    # Four clusters of two blobs are ambiguous: the starts differ.
+    many = kmeans_partitions(space, 4, 6, random_state=0)
+    assert len({tuple(p) for p in many}) > 1
+
+
+def test_fit_heads_to_partitions_learns_each_heads_own_partition():
+    torch.manual_seed(0)
+    x, y = _blobs(32)
+    heads = ClusterHeads(2, 2, n_heads=2)
+    parts = torch.stack([y, 1 - y])  # head 1 learns the swapped labels
+    agree = fit_heads_to_partitions(
+        heads, x, parts, steps=200, batch_size=32, lr=1e-2, gen=_gen(0), device=CPU
+    )
+    assert agree.shape == (2,) and (agree == 1).all()
+    with torch.no_grad():
+        top = heads(x).argmax(-1)
+    assert torch.equal(top, parts)
+
+
+def test_train_self_label_kmeans_start():
+    torch.manual_seed(0)
+    x, y = _blobs(32)
+    backbone = _backbone(2, 2, identity=True)
+    head, info = _train_self_label(backbone, x, epochs=1, head_init="kmeans")
+    assert 0 <= info["init_agreement"] <= 1 and info["init_agreement"] > 0.9
+    with torch.no_grad():
+        assert _agrees_up_to_permutation(head(x).argmax(1), y)
+    _, random_info = _train_self_label(backbone, x, epochs=1)
+    assert "init_agreement" not in random_info
+    with pytest.raises(ValueError, match="head_init"):
+        _train_self_label(backbone, x, epochs=1, head_init="zeros")
 
 
 def test_train_self_label_restores_partially_frozen_backbone():

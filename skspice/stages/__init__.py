@@ -2,15 +2,23 @@
 ``train_*`` function that sets up its optimiser and runs the shared loop."""
 
 from .moco import MoCo, MoCoStage, train_feature_model
-from .self_label import ClusterHeads, SelfLabelStage, train_self_label
+from .self_label import (
+    SELF,
+    ClusterHeads,
+    SelfLabelSettings,
+    SelfLabelStage,
+    train_self_label,
+)
 from .semi import SEMI, FixMatchStage, SemiSettings, train_semi
 
 __all__ = [
+    "SELF",
     "SEMI",
     "ClusterHeads",
     "FixMatchStage",
     "MoCo",
     "MoCoStage",
+    "SelfLabelSettings",
     "SelfLabelStage",
     "SemiSettings",
     "train_feature_model",

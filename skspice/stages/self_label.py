@@ -17,10 +17,21 @@ Deviations from the reference code, both deliberate:
 * the frozen backbone stays in evaluation mode, so its BatchNorm statistics
   do not drift on strongly augmented images (the reference calls
   ``model.train()`` on the frozen backbone).
+
+An option the reference lacks: the heads can start from KMeans partitions
+(``head_init="kmeans"``). Before SPICE-Self each head learns its own KMeans
+partition of the prototype space by a short cross-entropy fit
+(:func:`kmeans_partitions`, :func:`fit_heads_to_partitions`).
 """
 
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from ..distributed import SINGLE
@@ -28,7 +39,133 @@ from ..pseudo_labels import prototype_pseudo_labels
 from ..samples import as_samples
 from ..training import Stage, apply_in_batches, iterate_minibatches, run_stage
 
-__all__ = ["ClusterHeads", "SelfLabelStage", "train_self_label"]
+__all__ = [
+    "SELF",
+    "ClusterHeads",
+    "SelfLabelSettings",
+    "SelfLabelStage",
+    "fit_heads_to_partitions",
+    "kmeans_partitions",
+    "train_self_label",
+]
+
+
+@dataclass(frozen=True)
+class SelfLabelSettings:
+    """Stage-2 settings that are not estimator parameters, in one place.
+
+    Parameters
+    ----------
+    pseudo_batch_per_cluster : int
+        ``M / K``: samples per pseudo-labelling round and cluster (the
+        reference's 500); ``M`` is at most the data-set size.
+    batch_size : int
+        Pseudo-labelled samples per optimiser step.
+    n_repeat : int
+        Passes over each round's pseudo-labelled samples.
+    center_ratio : float
+        Fraction of the per-cluster quota used to build prototypes.
+    init_steps : int
+        Optimiser steps of the KMeans warm start (``head_init="kmeans"``).
+    init_batch_size : int
+        Samples per warm-start step.
+    init_lr : float
+        Adam learning rate of the warm start.
+    """
+
+    pseudo_batch_per_cluster: int = 500
+    batch_size: int = 128
+    n_repeat: int = 8
+    center_ratio: float = 0.5
+    init_steps: int = 100
+    init_batch_size: int = 1024
+    init_lr: float = 1e-2
+
+
+#: The stage-2 settings ``SPICEClustering`` uses.
+SELF = SelfLabelSettings()
+
+
+def kmeans_partitions(space, n_clusters, n_partitions, random_state):
+    """One KMeans partition of ``space`` per head, each from its own start.
+
+    Parameters
+    ----------
+    space : torch.Tensor of shape (n, m)
+        The coordinates prototypes are built in (L2-normalised).
+    n_clusters : int
+        Clusters per partition.
+    n_partitions : int
+        How many partitions (one per head).
+    random_state : int
+        Seeds the partitions' starts (one k-means++ start each, so the heads
+        begin from different partitions).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_partitions, n)
+    """
+    x = space.detach().cpu().float().numpy()
+    seeds = np.random.RandomState(random_state).randint(
+        np.iinfo(np.int32).max, size=n_partitions
+    )
+    with warnings.catch_warnings():
+        # Duplicate points (e.g. untrained features) make KMeans warn that it
+        # found fewer distinct clusters; SPICE-Self goes on from there and
+        # the estimator warns if clusters end up empty.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        parts = [
+            KMeans(n_clusters, n_init=1, random_state=s).fit_predict(x) for s in seeds
+        ]
+    return np.stack(parts).astype(np.int64)
+
+
+def fit_heads_to_partitions(
+    heads, features, partitions, *, steps, batch_size, lr, gen, device
+):
+    """Warm-start every head on its partition by cross-entropy.
+
+    Parameters
+    ----------
+    heads : ClusterHeads
+        Heads to train, in place (on ``device``).
+    features : torch.Tensor of shape (n, d)
+        The heads' inputs (CPU).
+    partitions : array-like of int, shape (n_heads, n)
+        Head ``h`` learns to predict ``partitions[h]``.
+    steps, batch_size : int
+        Adam steps, and samples drawn (with replacement) per step.
+    lr : float
+        Adam learning rate.
+    gen : torch.Generator
+        CPU generator that draws the samples.
+    device : torch.device
+        Where training runs.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_heads,)
+        Each head's agreement with its partition afterwards (fraction of
+        samples whose top cluster is the partition's).
+    """
+    labels = torch.as_tensor(np.asarray(partitions), dtype=torch.long)
+    n = features.shape[0]
+    opt = torch.optim.Adam(heads.parameters(), lr=lr)
+    heads.train()
+    for _ in range(steps):
+        idx = torch.randint(n, (min(batch_size, n),), generator=gen)
+        logits = heads(features[idx].to(device).float())  # (H, b, K)
+        target = labels[:, idx].to(device)  # (H, b)
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    heads.eval()
+    with torch.no_grad():
+        top = apply_in_batches(
+            lambda f: heads(f).argmax(-1).T, features, 4096, device
+        ).T  # (H, n)
+    return (top == labels).float().mean(1)
 
 
 class ClusterHeads(nn.Module):
@@ -328,6 +465,7 @@ def train_self_label(
     prototype_space=None,
     n_clusters,
     n_heads,
+    head_init="random",
     epochs,
     lr,
     pseudo_batch,
@@ -361,6 +499,12 @@ def train_self_label(
         ``clean_features`` (the reference's choice) when None.
     n_clusters, n_heads, epochs : int
         Clusters, heads trained together, and epochs.
+    head_init : {"random", "kmeans"}, default="random"
+        How the heads start: ``nn.Linear``'s random weights (the
+        reference), or each fitted to its own KMeans partition of
+        ``prototype_space`` (:func:`kmeans_partitions`,
+        :func:`fit_heads_to_partitions`, with :data:`SELF`'s ``init_*``
+        settings).
     lr : float
         Adam learning rate (no weight decay, constant, as in SPICE).
     pseudo_batch, batch_size, n_repeat, center_ratio
@@ -387,11 +531,29 @@ def train_self_label(
     head : torch.nn.Module
         The selected head, with the weights of its best epoch.
     info : dict
-        ``head`` (index), ``epoch`` and ``loss`` of the selection.
+        ``head`` (index), ``epoch`` and ``loss`` of the selection; with
+        ``head_init="kmeans"`` also ``init_agreement``, that head's
+        agreement with its KMeans partition after the warm start.
     """
     if prototype_space is None:
         prototype_space = F.normalize(clean_features, dim=1)
     heads = ClusterHeads(clean_features.shape[1], n_clusters, n_heads).to(device)
+    init_agreement = None
+    if head_init == "kmeans":
+        seed = int(torch.randint(np.iinfo(np.int32).max, (1,), generator=gen))
+        partitions = kmeans_partitions(prototype_space, n_clusters, n_heads, seed)
+        init_agreement = fit_heads_to_partitions(
+            heads,
+            clean_features,
+            partitions,
+            steps=SELF.init_steps,
+            batch_size=SELF.init_batch_size,
+            lr=SELF.init_lr,
+            gen=gen,
+            device=device,
+        )
+    elif head_init != "random":
+        raise ValueError(f"head_init must be 'random' or 'kmeans', got {head_init!r}")
     ctx.broadcast_module(heads)  # every rank starts from rank 0's heads
     stage = SelfLabelStage(
         backbone,
@@ -433,4 +595,6 @@ def train_self_label(
     head = heads.head(stage.best_head)
     head.load_state_dict(stage.best_state)
     info = {"head": stage.best_head, "epoch": stage.best_epoch, "loss": stage.best_loss}
+    if init_agreement is not None:
+        info["init_agreement"] = float(init_agreement[stage.best_head])
     return head, info
