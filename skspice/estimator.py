@@ -331,19 +331,27 @@ class SPICEClustering(
         has several steps.
     n_heads : int, default=10
         Clustering heads trained together in stage 2.
-    head_init : {"random", "kmeans"}, default="random"
+    head_init : {"auto", "random", "kmeans"}, default="auto"
         How stage 2's heads start. ``"random"`` is the reference's random
         initialisation. ``"kmeans"`` first fits each head to its own KMeans
         partition of the prototype space (one k-means++ start per head, 100
-        Adam steps), which helps where KMeans already finds the classes and
-        random heads often miss them: on backbones exported from two digits
-        fits (neighbour-smoothed prototypes, six seeds each) 6 of 12 fits
-        ended at 0.84-0.90 with ``"random"`` and none with ``"kmeans"`` (mean
-        ACC 0.927 -> 0.979). Elsewhere the heads stay near their KMeans
-        partitions, which the label-free head choice favours (their
-        pseudo-label loss is low): on frozen EfficientNet-Lite0 features of
-        Fashion-MNIST in random colours SPICE-Self fell from 0.663 to 0.585,
-        so it is not the default. See docs/benchmarks.md.
+        Adam steps). ``"auto"`` uses ``"kmeans"`` when the backbone stays
+        frozen (``frozen_backbone_``: pretrained or exported weights) and
+        ``"random"`` when stage 1 trained it. From random weights most heads
+        on frozen features settled in a partition that splits one class and
+        merges two, and a fit depended on one head escaping it: on backbones
+        exported from two digits fits (six seeds each) 6 of 12 fits ended at
+        0.84-0.90 with ``"random"`` and none with ``"kmeans"`` (mean ACC
+        0.927 -> 0.978). On frozen EfficientNet-Lite0 features (two seeds)
+        ``"kmeans"`` raised SPICE on digits in random colours and on shaded
+        random-colour Fashion-MNIST by about 0.05 and left Fashion-MNIST and
+        its random-colour version about where they were. Its risk: heads stay
+        near their KMeans partitions, whose pseudo-label loss is low, so the
+        label-free head choice favours them even when a random head found a
+        better partition (one Fashion-MNIST colour fit fell to 0.63). On
+        digits with stage 1 it gave 0.977 and 0.955 against 0.972 and 0.969,
+        so a trained backbone keeps random heads. The resolved value is
+        ``head_init_``. See docs/benchmarks.md.
     feature_lr : float, default=0.06
         Stage-1 SGD learning rate.
     self_lr : float, default=0.001
@@ -483,6 +491,9 @@ class SPICEClustering(
         The space SPICE-Self's prototypes were built in: the resolved
         ``prototype_space``, or ``"embedding"`` where ``"spectral"`` had too
         few samples for a graph.
+    head_init_ : str
+        How stage 2's heads started: the resolved ``head_init``
+        (``"kmeans"`` or ``"random"``).
     history_ : list of dict
         One record per epoch of every stage: ``stage``, ``epoch``, ``loss``,
         ``seconds`` and stage-specific values.
@@ -570,7 +581,7 @@ class SPICEClustering(
             StrOptions({"auto"}),
         ],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
-        "head_init": [StrOptions({"kmeans", "random"})],
+        "head_init": [StrOptions({"auto", "kmeans", "random"})],
         "feature_lr": [Interval(Real, 0, None, closed="neither")],
         "self_lr": [Interval(Real, 0, None, closed="neither")],
         "prototype_space": [StrOptions({"auto", "embedding", "smoothed", "spectral"})],
@@ -607,7 +618,7 @@ class SPICEClustering(
         freeze_backbone="auto",
         batch_size="auto",
         n_heads=10,
-        head_init="random",
+        head_init="auto",
         feature_lr=0.06,
         self_lr=0.001,
         prototype_space="auto",
@@ -941,6 +952,7 @@ class SPICEClustering(
             space = None  # the reference: prototypes among the embeddings
             prototype_space = self._prototype_space(n)
             self.prototype_space_ = prototype_space
+            self.head_init_ = self._head_init()
             if prototype_space == "spectral":
                 with phase(verbose, "[self-label] spectral coordinates"):
                     space = spectral_coordinates(embedding, k, random_state=seed)
@@ -1131,6 +1143,14 @@ class SPICEClustering(
             space = "embedding"  # too few samples for a graph
         return space
 
+    def _head_init(self):
+        """The resolved ``head_init`` (after stage 1)."""
+        if self.head_init == "auto":
+            # Frozen features: start from KMeans partitions; a backbone that
+            # stage 1 trained keeps the reference's random heads.
+            return "kmeans" if self.frozen_backbone_ else "random"
+        return self.head_init
+
     def _train_heads(self, model, data, features, space, augmenter, run, eval_bs):
         """Stage 2: SPICE-Self; returns backbone + selected head, and its info."""
         n, k = len(data), self.n_clusters
@@ -1143,7 +1163,7 @@ class SPICEClustering(
             prototype_space=space,
             n_clusters=k,
             n_heads=self.n_heads,
-            head_init=self.head_init,
+            head_init=self.head_init_,
             epochs=self._epochs(self.self_epochs, n, self._self_budget(run["device"])),
             lr=self.self_lr,
             pseudo_batch=min(n, settings.pseudo_batch_per_cluster * k),

@@ -306,16 +306,20 @@ def test_prototype_space_option(digits):
     assert tiny.prototype_space_ == "embedding"
 
 
-def test_kmeans_head_init(digits):
+def test_head_init(digits, fitted):
     X, _ = digits
+    # Stage 1 trained the backbone: "auto" keeps the reference's random heads.
+    assert fitted.head_init_ == "random"
     params = dict(TINY, feature_epochs=0, semi_epochs=0, n_clusters=4)
-    rnd = SPICEClustering(**params).fit(X[:80])
+    auto = SPICEClustering(**params).fit(X[:80])
+    # A frozen backbone: "auto" fits the heads to KMeans partitions first.
+    assert auto.frozen_backbone_ and auto.head_init_ == "kmeans"
+    assert 0.5 < auto.selected_head_["init_agreement"] <= 1
+    rnd = SPICEClustering(head_init="random", **params).fit(X[:80])
+    assert rnd.head_init_ == "random"
     assert set(rnd.selected_head_) == {"head", "epoch", "loss"}
-    km = SPICEClustering(head_init="kmeans", **params).fit(X[:80])
-    # The kept head was fitted to a KMeans partition before SPICE-Self.
-    assert 0.5 < km.selected_head_["init_agreement"] <= 1
-    np.testing.assert_array_equal(km.embedding_, rnd.embedding_)
-    assert km.selected_head_["loss"] != rnd.selected_head_["loss"]
+    np.testing.assert_array_equal(auto.embedding_, rnd.embedding_)
+    assert auto.selected_head_["loss"] != rnd.selected_head_["loss"]
 
 
 def test_smoothed_prototypes_on_a_frozen_backbone(digits, tmp_path):

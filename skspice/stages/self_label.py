@@ -18,10 +18,11 @@ Deviations from the reference code, both deliberate:
   do not drift on strongly augmented images (the reference calls
   ``model.train()`` on the frozen backbone).
 
-An option the reference lacks: the heads can start from KMeans partitions
-(``head_init="kmeans"``). Before SPICE-Self each head learns its own KMeans
-partition of the prototype space by a short cross-entropy fit
-(:func:`kmeans_partitions`, :func:`fit_heads_to_partitions`).
+The heads can also start from KMeans partitions (``head_init="kmeans"``,
+which ``SPICEClustering`` uses for a frozen backbone): before SPICE-Self
+each head learns its own KMeans partition of the prototype space by a short
+cross-entropy fit (:func:`kmeans_partitions`,
+:func:`fit_heads_to_partitions`). The reference starts from random heads.
 """
 
 import warnings
