@@ -334,25 +334,24 @@ class SPICEClustering(
     head_init : {"auto", "random", "kmeans"}, default="auto"
         How stage 2's heads start. ``"random"`` is the reference's random
         initialisation. ``"kmeans"`` first fits each head to its own KMeans
-        partition of the prototype space (one k-means++ start per head, 100
-        Adam steps). ``"auto"`` uses ``"kmeans"`` when the backbone stays
-        frozen (``frozen_backbone_``: pretrained or exported weights) and
-        ``"random"`` when stage 1 trained it. From random weights most heads
-        on frozen features settled in a partition that splits one class and
-        merges two, and a fit depended on one head escaping it: on backbones
-        exported from two digits fits (six seeds each, neighbour-smoothed
-        prototypes) 6 of 12 fits ended at
-        0.84-0.90 with ``"random"`` and none with ``"kmeans"`` (mean ACC
-        0.927 -> 0.978). On frozen EfficientNet-Lite0 features (two seeds)
-        ``"kmeans"`` raised SPICE on digits in random colours from 0.774 to
-        0.807 and on shaded random-colour Fashion-MNIST from 0.482 to 0.555,
+        partition of the prototype space (one k-means++ start per head, 100 Adam
+        steps). ``"auto"`` uses ``"kmeans"`` when the backbone stays frozen
+        (``frozen_backbone_``: pretrained or exported weights) and ``"random"``
+        when stage 1 trained it. From random weights most heads on frozen
+        features settled in a partition that splits one class and merges two,
+        and a fit depended on one head escaping it: on backbones exported from
+        two digits fits (six seeds each, neighbour-smoothed prototypes) 6 of 12
+        fits ended at 0.84-0.90 with ``"random"`` and none with ``"kmeans"``
+        (mean ACC 0.927 -> 0.978). On frozen EfficientNet-Lite0 features (two
+        seeds) ``"kmeans"`` raised SPICE on digits in random colours from 0.774
+        to 0.807 and on shaded random-colour Fashion-MNIST from 0.482 to 0.555,
         and left Fashion-MNIST and its random-colour version where they were.
         Its risk: heads stay near their KMeans partitions, whose pseudo-label
         loss is low, so the label-free head choice favours them even when a
-        random head found a better partition (one Fashion-MNIST colour fit
-        fell to 0.63). On digits with stage 1 it gave 0.977 and 0.955
-        against 0.972 and 0.969, so a trained backbone keeps random heads. The resolved value is
-        ``head_init_``. See docs/benchmarks.md.
+        random head found a better partition (one Fashion-MNIST colour fit fell
+        to 0.63). On digits with stage 1 it gave 0.977 and 0.955 against 0.972
+        and 0.969, so a trained backbone keeps random heads. The resolved value
+        is ``head_init_``. See docs/benchmarks.md.
     feature_lr : float, default=0.06
         Stage-1 SGD learning rate.
     self_lr : float, default=0.001
