@@ -307,8 +307,8 @@ class SPICEClustering(
         samples on the CPU for images up to 64 px as the model sees them
         (50,000 above; between 1 and 50 epochs) and 500,000 on a GPU
         (between 2 and 100); with a frozen backbone (``freeze_backbone``),
-        where a step trains the head alone, about 400,000 (between 10 and
-        200 epochs).
+        where a step trains the head alone, about 3,000,000 (between 10 and
+        300 epochs).
     freeze_backbone : bool or "auto", default="auto"
         Keep the backbone frozen in stage 3 too, so that SPICE-Semi trains
         the clustering head only. The backbone then runs once over the
