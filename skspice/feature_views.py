@@ -37,9 +37,10 @@ class FrozenSettings:
     ----------
     n_views : int
         Views of each stored kind per sample. Eight instead of four raised
-        stage 3 on frozen EfficientNet-Lite0 features by 0.003-0.009 on four
-        tuning sets but cost a held-out set 0.010 (paired, two seeds each;
-        docs/benchmarks.md, "More stored views"), so four it stays.
+        stage 3 on frozen EfficientNet-Lite0 features by 0.001-0.019 on four
+        tuning sets but cost a held-out set 0.010 (same SPICE-Self heads,
+        two seeds each; docs/benchmarks.md, "More stored views" and "Stage 3
+        on frozen features"), so four it stays.
     strong_views : bool
         Also store strong views. Off by default: stages 2 and 3 then draw
         their "strong" view of a sample from its stored weak views (an
@@ -56,10 +57,11 @@ class FrozenSettings:
         Stage 3 gets about 3,000,000 samples (300 epochs of 10,000 images).
         On frozen EfficientNet-Lite0 features, 1,500,000 samples against
         400,000 raised SPICE on Fashion-MNIST from 0.647 to 0.660 and in
-        random colours from 0.650 to 0.665 (one H100, two seeds), and
-        3,000,000 against 1,500,000 raised it by a further 0.001-0.009 on
-        four sets (2-core CPU, means of two seeds; docs/benchmarks.md, "A
-        longer frozen stage 3").
+        random colours from 0.650 to 0.665 (one H100, two seeds);
+        3,000,000 against 1,500,000 left ACC about level (+0.002 on
+        average over five sets, two seeds each) and raised NMI on nine of
+        ten fits by up to 0.013 (2-core CPU; docs/benchmarks.md, "Stage 3
+        on frozen features").
     """
 
     n_views: int = 4
