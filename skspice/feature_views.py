@@ -38,7 +38,7 @@ class FrozenSettings:
     n_views : int
         Views of each stored kind per sample. Eight instead of four raised
         stage 3 on frozen EfficientNet-Lite0 features by 0.001-0.019 on four
-        tuning sets but cost a held-out set 0.010 (same SPICE-Self heads,
+        tuning sets but cost a held-out set 0.010-0.011 (same SPICE-Self heads,
         two seeds each; docs/benchmarks.md, "More stored views" and "Stage 3
         on frozen features"), so four it stays.
     strong_views : bool
