@@ -19,6 +19,7 @@ By default horizontal flips are used for colour images only: for grayscale
 sets such as handwriting, flipping changes meaning (``flip=True`` opts in).
 """
 
+import functools
 import math
 
 import torch
@@ -267,6 +268,24 @@ def _photometric(name, x, m):
     raise ValueError(f"unknown operation {name!r}")
 
 
+def _in_fp32(view):
+    """Make a view method compute in fp32 with autocast off.
+
+    The training loop builds batches inside :func:`torch.autocast` so that
+    any forward pass there runs in low precision; the views themselves are
+    data, not model compute. Under bf16 autocast the blur and sharpness
+    convolutions returned bf16 images, which could not be written back into
+    the fp32 batch (and would have rounded the pixels to 8 bits of mantissa).
+    """
+
+    @functools.wraps(view)
+    def in_fp32(self, x, gen, *args, **kwargs):
+        with torch.autocast(x.device.type, enabled=False):
+            return view(self, x.float(), gen, *args, **kwargs)
+
+    return in_fp32
+
+
 def _where(mask, a, b):
     return torch.where(_per_image(mask, a), a, b)
 
@@ -304,6 +323,7 @@ class ImageAugmenter:
         self.flip = self.channels == 3 if flip is None else bool(flip)
         self.tiny = self.image_size <= 16
 
+    @_in_fp32
     def contrastive(self, x, gen):
         """MoCo v2-style view: resized crop and colour jitter (with hue and
         random grayscale for colour images), then blur (or, for images up to
@@ -363,6 +383,7 @@ class ImageAugmenter:
             x[sel] = gaussian_blur(x[sel], sigma[sel])
         return x
 
+    @_in_fp32
     def weak(self, x, gen):
         """Small random shift (about 1/8 of the side), plus flips for colour.
 
@@ -380,6 +401,7 @@ class ImageAugmenter:
         """
         return random_affine(x, gen, translate=0.125, flip=self.flip)
 
+    @_in_fp32
     def strong(self, x, gen, n_ops=2):
         """RandAugment-style view: random warp, ``n_ops`` random colour
         operations with random magnitudes, then cutout.
@@ -444,6 +466,7 @@ class TabularAugmenter:
         mask = torch.rand(x.shape, generator=gen, device=x.device) < mask_p
         return torch.where(mask, self.mean.to(x.device).expand_as(x), x)
 
+    @_in_fp32
     def contrastive(self, x, gen):
         """Noise at 0.3 standard deviations and 30 % of features masked.
 
@@ -461,6 +484,7 @@ class TabularAugmenter:
         """
         return self._view(x, gen, 0.3, 0.3)
 
+    @_in_fp32
     def weak(self, x, gen):
         """Noise at 0.05 standard deviations, nothing masked.
 
@@ -478,6 +502,7 @@ class TabularAugmenter:
         """
         return self._view(x, gen, 0.05, 0.0)
 
+    @_in_fp32
     def strong(self, x, gen):
         """Noise at 0.3 standard deviations and 30 % of features masked.
 

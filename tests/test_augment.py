@@ -57,6 +57,21 @@ def test_view_is_deterministic_per_seed(size, channels, view):
     assert not torch.allclose(a, c)
 
 
+@pytest.mark.parametrize("size,channels", VIEW_CASES)
+@pytest.mark.parametrize("view", VIEWS)
+def test_view_under_low_precision_autocast_is_the_fp32_view(size, channels, view):
+    # The training loop builds batches under autocast; blur and sharpness
+    # are convolutions, which autocast would run in bf16 (and which then
+    # failed to write back into the fp32 batch).
+    aug = ImageAugmenter(size, channels)
+    x = _images(16, channels, size)
+    expected = getattr(aug, view)(x, _gen(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = getattr(aug, view)(x, _gen(5))
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+
+
 def test_views_differ_per_image_in_batch():
     # The same image repeated gets different random transforms.
     aug = ImageAugmenter(28, 1)
