@@ -17,7 +17,8 @@ on the command line, so it runs on a machine without internet or apt, fits
 Each seed is one JSON line in ``--results``. ``--device cpu`` and
 ``--n-samples`` make a quick check where there is no GPU.
 
-Example (one H100, about 8 minutes per seed)::
+Example (one H100: 7.7 minutes per seed, measured with two seeds sharing
+the GPU; docs/benchmarks.md, "GPU")::
 
     PYTHONPATH=. python benchmarks/gpu.py --data /data/fashion-mnist --seeds 0 1
 """
