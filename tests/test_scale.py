@@ -257,6 +257,21 @@ def test_fit_in_bf16_on_cpu_records_precision():
     assert fp32.precision_ == "fp32"
 
 
+def test_fit_in_bf16_on_28px_images_runs_every_view():
+    # 8 px digits skip the blur of the contrastive view and the test above
+    # missed that bf16 broke it: the CUDA default crashed on 28 px images.
+    from skspice.synthetic import make_shapes
+
+    X, _ = make_shapes(48, image_size=28, random_state=0)
+    model = SPICEClustering(
+        n_clusters=3, precision="bf16", backbone="cifar_resnet18", **quick_params()
+    ).fit(X)
+    assert model.precision_ == "bf16"
+    stages = [r["stage"] for r in model.history_]
+    assert stages == ["feature", "self-label", "semi"]
+    assert np.isfinite(model.embedding_).all()
+
+
 def test_invalid_precision_is_a_parameter_error():
     X, _ = load_digits_images()
     with pytest.raises(ValueError, match="precision"):
