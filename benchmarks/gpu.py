@@ -15,16 +15,23 @@ on the command line, so it runs on a machine without internet or apt, fits
   fit's wall time.
 
 Each seed is one JSON line in ``--results``. ``--device cpu`` and
-``--n-samples`` make a quick check where there is no GPU.
+``--n-samples`` make a quick check where there is no GPU. ``--jobs 2`` runs
+the seeds side by side, one process each with the CPU threads shared out:
+one default fit of 28 px images left an H100 about 80 % idle, so two fits
+side by side took no longer each (docs/benchmarks.md, "GPU"); the
+utilisation is then that of the whole GPU.
 
 Example (one H100: 7.7 minutes per seed, measured with two seeds sharing
 the GPU; docs/benchmarks.md, "GPU")::
 
-    PYTHONPATH=. python benchmarks/gpu.py --data /data/fashion-mnist --seeds 0 1
+    PYTHONPATH=. python benchmarks/gpu.py --data /data/fashion-mnist \
+        --seeds 0 1 --jobs 2
 """
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -163,12 +170,36 @@ def build_parser():
         metavar="NAME=VALUE",
         help="an estimator parameter other than the defaults (repeatable)",
     )
+    p.add_argument(
+        "--jobs", type=int, default=1, help="seeds run side by side, one process each"
+    )
     p.add_argument("--results", default="benchmarks/results/gpu.jsonl")
     return p
 
 
+def run_side_by_side(argv, seeds, jobs):
+    """Run each seed in its own process, ``jobs`` at a time; returns the
+    worst exit status."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+    script = str(Path(__file__).resolve())
+    pending, running, status = list(seeds), [], 0
+    while pending or running:
+        while pending and len(running) < jobs:
+            cmd = [sys.executable, script, *argv, "--jobs", "1", "--seeds"]
+            running.append(subprocess.Popen([*cmd, str(pending.pop(0))], env=env))
+        running[0].wait()
+        status = max(status, running.pop(0).returncode)
+    return status
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.jobs > 1 and len(args.seeds) > 1:
+        # Each child gets every option but --seeds and --jobs.
+        rest = _without(argv, ("--seeds", "--jobs"))
+        return run_side_by_side(rest, args.seeds, args.jobs)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; use --device cpu for a quick check")
@@ -186,6 +217,17 @@ def main(argv=None):
         with out.open("a") as f:
             f.write(json.dumps(record) + "\n")
     return 0
+
+
+def _without(argv, options):
+    """``argv`` without ``options`` and their values."""
+    out, skip = [], False
+    for arg in argv:
+        if arg.startswith("--"):
+            skip = arg.split("=")[0] in options
+        if not skip:
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

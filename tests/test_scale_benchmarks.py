@@ -38,6 +38,30 @@ def test_gpu_benchmark_runs_on_cpu(tmp_path, capsys):
     assert "samples/s" in capsys.readouterr().out
 
 
+def test_gpu_benchmark_runs_seeds_side_by_side(tmp_path):
+    gpu = load_benchmark_script("gpu")
+    _write_idx(tmp_path)
+    out = tmp_path / "gpu.jsonl"
+    args = ["--data", str(tmp_path), "--device", "cpu", "--results", str(out)]
+    for p in ("feature_epochs=1", "self_epochs=1", "semi_epochs=1", "batch_size=16"):
+        args += ["--param", p]
+    assert gpu.main(args + ["--seeds", "0", "1", "--jobs", "2"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["seed"] for r in records) == [0, 1]
+    assert all(r["params"]["batch_size"] == 16 for r in records)
+
+
+def test_gpu_benchmark_drops_options_with_their_values():
+    gpu = load_benchmark_script("gpu")
+    argv = ["--data", "d", "--seeds", "0", "1", "--jobs=2", "--param", "a=1"]
+    assert gpu._without(argv, ("--seeds", "--jobs")) == [
+        "--data",
+        "d",
+        "--param",
+        "a=1",
+    ]
+
+
 def test_gpu_benchmark_refuses_cuda_without_a_gpu(tmp_path):
     import torch
 
