@@ -19,12 +19,13 @@ By default horizontal flips are used for colour images only: for grayscale
 sets such as handwriting, flipping changes meaning (``flip=True`` opts in).
 """
 
-import contextlib
 import functools
 import math
 
 import torch
 import torch.nn.functional as F
+
+from .precision import autocast_off
 
 __all__ = ["ImageAugmenter", "TabularAugmenter", "make_augmenter"]
 
@@ -281,28 +282,10 @@ def _in_fp32(view):
 
     @functools.wraps(view)
     def in_fp32(self, x, gen, *args, **kwargs):
-        kind = x.device.type
-        # Entered only when autocast is on: torch 2.1 rejects autocast
-        # contexts for device types it cannot autocast (e.g. "mps").
-        off = (
-            torch.autocast(kind, enabled=False)
-            if _autocast_enabled(kind)
-            else contextlib.nullcontext()
-        )
-        with off:
+        with autocast_off(x.device.type):
             return view(self, x.float(), gen, *args, **kwargs)
 
     return in_fp32
-
-
-def _autocast_enabled(device_type):
-    """Whether autocast is on for ``device_type``, on torch 2.1 and newer."""
-    try:
-        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
-    except TypeError:
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return device_type == "cuda" and torch.is_autocast_enabled()
 
 
 def _where(mask, a, b):

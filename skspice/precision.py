@@ -14,6 +14,7 @@ import torch
 __all__ = [
     "PRECISIONS",
     "autocast",
+    "autocast_off",
     "grad_scaler",
     "precision_name",
     "resolve_precision",
@@ -100,6 +101,36 @@ def autocast(device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def autocast_off(device_type):
+    """A context that turns autocast off for ``device_type`` while it is on.
+
+    Does nothing when autocast is off: torch 2.1 rejects autocast contexts
+    for device types it cannot autocast (e.g. ``"mps"``), even disabled ones.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device.type`` of the tensors computed inside.
+
+    Returns
+    -------
+    context manager
+    """
+    if _autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _autocast_enabled(device_type):
+    """Whether autocast is on for ``device_type``, on torch 2.1 and newer."""
+    try:
+        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
+    except TypeError:
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
 
 
 def grad_scaler(device, dtype):

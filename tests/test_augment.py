@@ -72,17 +72,6 @@ def test_view_under_low_precision_autocast_is_the_fp32_view(size, channels, view
     torch.testing.assert_close(y, expected, rtol=0, atol=0)
 
 
-def test_autocast_check_with_the_torch_2_1_api(monkeypatch):
-    from skspice.augment import _autocast_enabled
-
-    # Before torch 2.4 the check took no device type and covered CUDA only.
-    monkeypatch.setattr(torch, "is_autocast_enabled", lambda: True)
-    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: False, raising=False)
-    assert _autocast_enabled("cuda") is True
-    assert _autocast_enabled("cpu") is False
-    assert _autocast_enabled("mps") is False
-
-
 def test_views_differ_per_image_in_batch():
     # The same image repeated gets different random transforms.
     aug = ImageAugmenter(28, 1)

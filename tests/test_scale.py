@@ -16,7 +16,7 @@ from skspice.contrast import background_contrast
 from skspice.datasets import load_digits_images
 from skspice.defaults import CPU, CUDA, EpochBudget, auto_backbone, auto_batch_size
 from skspice.inputs import InputProfile, as_model_input
-from skspice.precision import autocast, grad_scaler, resolve_precision
+from skspice.precision import autocast, autocast_off, grad_scaler, resolve_precision
 from skspice.samples import Samples, as_samples, inference_batch_size
 from skspice.stages.self_label import ClusterHeads, SelfLabelStage
 from skspice.training import Stage, apply_in_batches, run_stage
@@ -197,6 +197,26 @@ def test_resolve_precision():
     assert resolve_precision("fp16", CPU_DEV) is torch.float16
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("half", CPU_DEV)
+
+
+def test_autocast_off_turns_autocast_off_only_where_it_is_on():
+    with autocast_off("cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast_off("cpu"):
+            assert not torch.is_autocast_enabled("cpu")
+        assert torch.is_autocast_enabled("cpu")
+
+
+def test_autocast_check_with_the_torch_2_1_api(monkeypatch):
+    from skspice.precision import _autocast_enabled
+
+    # Before torch 2.4 the check took no device type and covered CUDA only.
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda: True)
+    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: False, raising=False)
+    assert _autocast_enabled("cuda") is True
+    assert _autocast_enabled("cpu") is False
+    assert _autocast_enabled("mps") is False
 
 
 def test_autocast_and_scaler():
