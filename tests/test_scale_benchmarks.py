@@ -22,14 +22,19 @@ def _write_idx(folder, n=60):
             f.write(head + labels.tobytes())
 
 
-def test_gpu_benchmark_runs_on_cpu(tmp_path, capsys):
-    gpu = load_benchmark_script("gpu")
-    _write_idx(tmp_path)
-    out = tmp_path / "gpu.jsonl"
-    args = ["--data", str(tmp_path), "--device", "cpu", "--results", str(out)]
+def _quick_gpu_args(folder, out):
+    """``gpu.py`` arguments for a tiny CPU run on an IDX set in ``folder``."""
+    _write_idx(folder)
+    args = ["--data", str(folder), "--device", "cpu", "--results", str(out)]
     for p in ("feature_epochs=1", "self_epochs=1", "semi_epochs=1", "batch_size=16"):
         args += ["--param", p]
-    assert gpu.main(args) == 0
+    return args
+
+
+def test_gpu_benchmark_runs_on_cpu(tmp_path, capsys):
+    gpu = load_benchmark_script("gpu")
+    out = tmp_path / "gpu.jsonl"
+    assert gpu.main(_quick_gpu_args(tmp_path, out)) == 0
     record = json.loads(out.read_text().splitlines()[-1])
     assert record["n_samples"] == 90 and record["precision"] == "fp32"
     assert set(record["samples_per_second"]) == {"feature", "self-label", "semi"}
@@ -40,11 +45,8 @@ def test_gpu_benchmark_runs_on_cpu(tmp_path, capsys):
 
 def test_gpu_benchmark_runs_seeds_side_by_side(tmp_path):
     gpu = load_benchmark_script("gpu")
-    _write_idx(tmp_path)
     out = tmp_path / "gpu.jsonl"
-    args = ["--data", str(tmp_path), "--device", "cpu", "--results", str(out)]
-    for p in ("feature_epochs=1", "self_epochs=1", "semi_epochs=1", "batch_size=16"):
-        args += ["--param", p]
+    args = _quick_gpu_args(tmp_path, out)
     assert gpu.main(args + ["--seeds", "0", "1", "--jobs", "2"]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["seed"] for r in records) == [0, 1]
