@@ -17,6 +17,9 @@ from the final model. Labels are used for scoring only; they never reach
 ``fit``. Stage-3 settings that are not parameters (:data:`SEMI`) can be
 changed with ``--semi KEY=VALUE``.
 
+``--dataset`` also takes the sets of ``benchmarks/suite.py`` (``shapes``,
+``fashion-colour``, ...).
+
 Example (Fashion-MNIST, seed 0)::
 
     python benchmarks/stage_budget.py --step features --seed 0
@@ -37,8 +40,13 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.params import parse_params  # noqa: E402
+from benchmarks.suite import SETS, load_set  # noqa: E402
 from skspice import SPICEClustering  # noqa: E402
-from skspice.datasets import load_dataset  # noqa: E402
+from skspice.datasets import (  # noqa: E402
+    DATASET_NAMES,
+    FASHION_MNIST_PATH,
+    load_dataset,
+)
 from skspice.metrics import evaluate, pseudo_label_purity  # noqa: E402
 from skspice.pseudo_labels import knn_indices  # noqa: E402
 from skspice.stages import semi  # noqa: E402
@@ -81,6 +89,21 @@ def semi_settings(**changes):
         semi.SEMI = saved
 
 
+def load_data(name, n_samples=None):
+    """Images and labels of ``name``: a :func:`load_dataset` name (a seeded
+    subset of ``n_samples``), else a set of ``benchmarks/suite.py`` (its first
+    ``n_samples``)."""
+    if name in DATASET_NAMES:
+        return load_dataset(name, n_samples=n_samples)
+    if name in SETS:
+        X, y = load_set(name, FASHION_MNIST_PATH)
+        return X[:n_samples], y[:n_samples]
+    raise ValueError(
+        f"unknown data set {name!r}: one of {DATASET_NAMES} or of the "
+        f"suite's {tuple(SETS)}."
+    )
+
+
 def reliable_after(est, X):
     """The reliable set the stage-3 test would select from the final model."""
     probs = torch.from_numpy(est.predict_proba(X))
@@ -95,7 +118,12 @@ def main(argv=None):
     """Run one step for one seed; print and append one JSON record."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--step", choices=["features", "semi"], required=True)
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="a name for skspice.datasets.load_dataset, or a set of "
+        "benchmarks/suite.py (e.g. shapes, fashion-colour)",
+    )
     p.add_argument("--n-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--param", action="append", default=[])
@@ -105,7 +133,7 @@ def main(argv=None):
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     params = parse_params(args.param, {"random_state": "--seed"})
-    X, y = load_dataset(args.dataset, n_samples=args.n_samples)
+    X, y = load_data(args.dataset, args.n_samples)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     backbone = work / f"{args.dataset}-{len(X)}-seed{args.seed}.pt"

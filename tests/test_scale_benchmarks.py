@@ -87,6 +87,23 @@ def test_throughput_benchmark_runs(tmp_path, monkeypatch):
     assert all(r["ratio"] > 0 for r in rows)
 
 
+def test_stage_budget_loads_suite_sets_by_name(monkeypatch):
+    budget = load_benchmark_script("stage_budget")
+    calls = []
+    monkeypatch.setattr(
+        budget,
+        "load_set",
+        lambda name, path: calls.append(name) or (np.zeros((5, 2)), np.arange(5)),
+    )
+    X, y = budget.load_data("shapes", 3)
+    assert calls == ["shapes"] and X.shape == (3, 2) and y.tolist() == [0, 1, 2]
+    # A name both know ("digits") is load_dataset's, with its seeded subset.
+    X, y = budget.load_data("digits", 50)
+    assert calls == ["shapes"] and X.shape == (50, 8, 8)
+    with pytest.raises(ValueError, match="unknown"):
+        budget.load_data("no-such-set")
+
+
 def test_stage_budget_benchmark_records_curve_and_purity(tmp_path, monkeypatch):
     from skspice.stages import semi
 
