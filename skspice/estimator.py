@@ -46,6 +46,7 @@ from .pseudo_labels import (
     reliability_scores,
     reliable_pseudo_labels,
     spectral_coordinates,
+    whitened,
 )
 from .samples import (
     DatasetSamples,
@@ -356,7 +357,7 @@ class SPICEClustering(
         Stage-1 SGD learning rate.
     self_lr : float, default=0.001
         Stage-2 Adam learning rate.
-    prototype_space : {"auto", "embedding", "smoothed", "spectral"}, \
+    prototype_space : {"auto", "embedding", "smoothed", "whitened", "spectral"}, \
             default="auto"
         Where SPICE-Self builds its cluster prototypes and picks the samples
         nearest to them. ``"embedding"`` is the reference: the L2-normalised
@@ -379,7 +380,14 @@ class SPICEClustering(
         exported from two digits fits, six seeds each: 6 of 12 fits ended at
         0.84-0.90 instead of 0.97-0.98, against 1 of 12 with the embedding),
         so ``"auto"`` keeps the embedding, as it does whenever stage 1 trained
-        the backbone. ``"spectral"`` uses the spectral embedding of the
+        the backbone. ``"whitened"`` projects the embeddings on their 64
+        leading principal components, scales each to about unit variance
+        (shrunk by the variance of component ``2 * n_clusters``, so that
+        classes already far apart stay apart;
+        :func:`~skspice.pseudo_labels.whitened`) and then smooths them as
+        ``"smoothed"`` does: features learned elsewhere spend most of their
+        variance on a few nuisance directions, which centroids would follow.
+        ``"spectral"`` uses the spectral embedding of the
         features' 10-nearest-neighbour graph
         (:func:`~skspice.pseudo_labels.spectral_coordinates`), where a class
         that forms a curved or elongated region becomes a compact blob; an
@@ -584,7 +592,9 @@ class SPICEClustering(
         "head_init": [StrOptions({"auto", "kmeans", "random"})],
         "feature_lr": [Interval(Real, 0, None, closed="neither")],
         "self_lr": [Interval(Real, 0, None, closed="neither")],
-        "prototype_space": [StrOptions({"auto", "embedding", "smoothed", "spectral"})],
+        "prototype_space": [
+            StrOptions({"auto", "embedding", "smoothed", "spectral", "whitened"})
+        ],
         "semi_lr": [Interval(Real, 0, None, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "confidence_threshold": [Interval(Real, 0, 1, closed="left")],
@@ -959,6 +969,16 @@ class SPICEClustering(
             elif prototype_space == "smoothed":
                 with phase(verbose, "[self-label] neighbour-smoothed embeddings"):
                     space = neighbor_smoothed(embedding)
+            elif prototype_space == "whitened":
+                with phase(verbose, "[self-label] whitened, smoothed embeddings"):
+                    settings = self_stage.SELF
+                    white = whitened(
+                        embedding,
+                        settings.whiten_components,
+                        shrinkage_rank=settings.whiten_shrinkage_per_cluster * k,
+                        random_state=seed,
+                    )
+                    space = neighbor_smoothed(white)
             network, selected = self._train_heads(
                 trunk, stage_data, features, space, stage_aug, run, eval_bs
             )

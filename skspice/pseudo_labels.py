@@ -7,6 +7,7 @@
   matrix).
 * :func:`neighbor_smoothed` - each sample's embedding averaged with its
   nearest neighbours', a space for the SPICE-Self prototypes.
+* :func:`whitened` - PCA-whitened embeddings, another such space.
 * :func:`reliable_pseudo_labels` - SPICE-Semi: keep samples that are confident
   and agree with their feature-space neighbours, balanced across clusters.
 * :func:`reliability_scores` - the same two criteria as a graded per-sample
@@ -27,6 +28,7 @@ __all__ = [
     "reliability_scores",
     "reliable_pseudo_labels",
     "spectral_coordinates",
+    "whitened",
 ]
 
 #: Label given to samples that are not selected.
@@ -171,6 +173,69 @@ def neighbor_smoothed(features, n_neighbors=10, chunk_size=4096):
         idx = nb[start : start + chunk_size]
         out[start : start + chunk_size] = features[idx].mean(dim=1)
     return torch.nn.functional.normalize(out, dim=1)
+
+
+def whitened(features, n_components=64, shrinkage_rank=None, random_state=None):
+    """PCA-whitened embeddings, with the whitening shrunk to keep clear classes.
+
+    Features of a backbone trained on other images spend most of their
+    variance on a few directions that need not separate the classes at hand
+    (for ImageNet features of small grayscale or colour-shuffled images:
+    brightness, colour, scale). Centroids, and so KMeans and SPICE-Self's
+    prototypes, follow those directions. Here the features are projected on
+    their ``n_components`` leading principal components, and component ``i``
+    (variance ``l_i``) is scaled by ``1 / sqrt(l_i + s)``: with ``s = 0``
+    (``shrinkage_rank=None``) that is PCA whitening, every kept direction at
+    unit variance; with ``s`` the variance of component ``shrinkage_rank``,
+    the leading directions are flattened towards each other while the tail,
+    mostly noise, keeps its small share. Full whitening also flattens the
+    directions that separate well-separated classes, down to the level of
+    the within-class ones, which the shrinkage prevents.
+
+    Parameters
+    ----------
+    features : torch.Tensor of shape (n, D)
+        Embeddings (L2-normalised or not).
+    n_components : int, default=64
+        Principal components kept, capped at ``min(n - 1, D)``.
+    shrinkage_rank : int or None, default=None
+        1-based rank of the component whose variance is added to every
+        variance before scaling (capped at the components kept); ``None``
+        whitens fully.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the randomised SVD.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, n_components), float32
+        L2-normalised coordinates.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skspice.pseudo_labels import whitened
+    >>> x = torch.randn(200, 8) * torch.tensor([100.0, 1, 1, 1, 1, 1, 1, 1])
+    >>> z = whitened(x, n_components=4, shrinkage_rank=2, random_state=0)
+    >>> tuple(z.shape), round(float(z.norm(dim=1).mean()), 3)
+    ((200, 4), 1.0)
+    """
+    from sklearn.decomposition import PCA
+
+    x = torch.as_tensor(features).detach().cpu().float().numpy()
+    n, d = x.shape
+    if n_components < 1:
+        raise ValueError(f"n_components must be at least 1, got {n_components}.")
+    if shrinkage_rank is not None and shrinkage_rank < 1:
+        raise ValueError(f"shrinkage_rank must be at least 1, got {shrinkage_rank}.")
+    m = int(min(n_components, n - 1, d))
+    if m < 1:
+        raise ValueError(f"whitening needs at least 2 samples, got {n}.")
+    pca = PCA(m, random_state=random_state)
+    z = pca.fit_transform(x)
+    variances = pca.explained_variance_
+    shift = 0.0 if shrinkage_rank is None else variances[min(shrinkage_rank, m) - 1]
+    z = z / np.sqrt(variances + shift + np.finfo(np.float32).tiny)
+    return torch.nn.functional.normalize(torch.from_numpy(z).float(), dim=1)
 
 
 def _top_eigenvectors(adjacency, n_components, random_state):

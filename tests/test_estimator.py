@@ -292,7 +292,7 @@ def test_prototype_space_option(digits):
     params = dict(TINY, feature_epochs=1, semi_epochs=0)
     emb = SPICEClustering(n_clusters=4, **params).fit(X[:80])
     assert emb.prototype_space_ == "embedding"  # the reference's, by default
-    for space in ("spectral", "smoothed"):
+    for space in ("spectral", "smoothed", "whitened"):
         other = SPICEClustering(n_clusters=4, prototype_space=space, **params)
         other.fit(X[:80])
         assert other.prototype_space_ == space

@@ -13,6 +13,7 @@ from skspice.pseudo_labels import (
     reliability_scores,
     reliable_pseudo_labels,
     spectral_coordinates,
+    whitened,
 )
 
 # ---------------------------------------------------------------------------
@@ -501,6 +502,89 @@ def test_neighbor_smoothed_validated():
     feats, _ = _noisy_blobs(10)
     with pytest.raises(ValueError, match="n_neighbors must be at least 1"):
         neighbor_smoothed(feats, n_neighbors=0)
+
+
+# ---------------------------------------------------------------- whitened
+
+
+def _dominated_blobs(n_per_blob=150, seed=0):
+    """Two groups apart along one axis of small variance, while a Gaussian
+    nuisance axis of large variance (no class information) dominates the
+    distances."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n_per_blob)
+    pts = rng.normal(scale=0.05, size=(len(y), 6))
+    pts[:, 0] += np.where(y == 0, -0.3, 0.3)  # the classes, 0.6 apart
+    pts[:, 1] += rng.normal(scale=2.0, size=len(y))  # the nuisance
+    pts[:, 2] += 10.0  # away from the origin, as embeddings are
+    return torch.tensor(pts, dtype=torch.float32), y
+
+
+def test_whitened_shape_norm_variance_and_input_unchanged():
+    feats, _ = _dominated_blobs()
+    before = feats.clone()
+    z = whitened(feats, n_components=3, random_state=0)
+    assert z.shape == (len(feats), 3) and z.dtype == torch.float32
+    np.testing.assert_allclose(z.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    torch.testing.assert_close(feats, before)  # the caller's tensor is untouched
+    # Before normalisation every kept component has unit variance: the
+    # dominant nuisance axis no longer outweighs the class axis.
+    from sklearn.decomposition import PCA
+
+    raw = PCA(3, whiten=True, random_state=0).fit_transform(feats.numpy())
+    np.testing.assert_allclose(raw.var(0, ddof=1), 1.0, rtol=0.02)
+
+
+def test_whitened_lets_centroids_find_the_small_variance_classes():
+    feats, y = _dominated_blobs()
+    # KMeans on the raw features splits along the nuisance axis...
+    assert _kmeans_acc(F.normalize(feats, dim=1), y, 2) < 0.7
+    # ...and on the whitened components along the classes, shrunk or not.
+    for rank in (None, 2):
+        z = whitened(feats, n_components=2, shrinkage_rank=rank, random_state=0)
+        assert _kmeans_acc(z, y, 2) > 0.95
+
+
+def _separated_with_noise(sd=0.1, seed=0):
+    """Four well-separated groups in two dimensions, 20 dimensions of small
+    isotropic noise besides."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(4), 100)
+    centres = np.array([[3, 3], [3, -3], [-3, 3], [-3, -3]])
+    pts = rng.normal(scale=sd, size=(len(y), 22))
+    pts[:, :2] += centres[y] + rng.normal(scale=0.5, size=(len(y), 2))
+    pts[:, 2] += 20.0
+    return torch.tensor(pts, dtype=torch.float32), y
+
+
+def test_whitened_shrinkage_keeps_well_separated_groups():
+    feats, y = _separated_with_noise()
+    assert _kmeans_acc(F.normalize(feats, dim=1), y, 4) == 1.0
+    # Full whitening lifts the 20 noise directions to the groups' level...
+    full = whitened(feats, n_components=21, random_state=0)
+    assert _kmeans_acc(full, y, 4) < 0.8
+    # ...the shrinkage keeps them small.
+    shrunk = whitened(feats, n_components=21, shrinkage_rank=8, random_state=0)
+    assert _kmeans_acc(shrunk, y, 4) == 1.0
+
+
+def test_whitened_caps_components_deterministic_and_validated():
+    feats, _ = _dominated_blobs(10)
+    assert whitened(feats, n_components=64, random_state=0).shape == (20, 6)
+    assert whitened(feats[:4], n_components=64, random_state=0).shape == (4, 3)
+    a = whitened(feats, 3, random_state=1)
+    torch.testing.assert_close(a, whitened(feats, 3, random_state=1))
+    with pytest.raises(ValueError, match="n_components must be at least 1"):
+        whitened(feats, n_components=0)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        whitened(feats[:1])
+    with pytest.raises(ValueError, match="shrinkage_rank must be at least 1"):
+        whitened(feats, shrinkage_rank=0)
+    # A rank beyond the components kept uses the last one.
+    torch.testing.assert_close(
+        whitened(feats, 3, shrinkage_rank=3, random_state=0),
+        whitened(feats, 3, shrinkage_rank=50, random_state=0),
+    )
 
 
 def test_reliable_counts_without_fallback():

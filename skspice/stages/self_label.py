@@ -72,6 +72,13 @@ class SelfLabelSettings:
         Samples per warm-start step.
     init_lr : float
         Adam learning rate of the warm start.
+    whiten_components : int
+        Principal components kept by ``prototype_space="whitened"``
+        (:func:`~skspice.pseudo_labels.whitened`).
+    whiten_shrinkage_per_cluster : int
+        Its shrinkage: the variance of component ``this * n_clusters`` is
+        added to every component's before scaling, so that classes that are
+        already far apart stay so.
     """
 
     pseudo_batch_per_cluster: int = 500
@@ -81,6 +88,8 @@ class SelfLabelSettings:
     init_steps: int = 100
     init_batch_size: int = 1024
     init_lr: float = 1e-2
+    whiten_components: int = 64
+    whiten_shrinkage_per_cluster: int = 2
 
 
 #: The stage-2 settings ``SPICEClustering`` uses.
