@@ -11,7 +11,7 @@ elsewhere and place it at the path the message gives.
 With pretrained weights, stage 1 (contrastive training) is skipped and the
 backbone stays frozen (``freeze_backbone="auto"``): SPICE-Self trains
 clustering heads on the ImageNet features, started from KMeans partitions
-(``head_init="auto"``), with prototypes among neighbour-smoothed features
+(``head_init="auto"``), with prototypes among whitened, neighbour-smoothed features
 (``prototype_space="auto"``), then SPICE-Semi
 trains the head further on reliable pseudo-labels. On a CPU keep the images
 small and the epochs few; on a GPU the defaults are fine.

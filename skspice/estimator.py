@@ -365,29 +365,28 @@ class SPICEClustering(
         each sample's embedding with its 10 nearest neighbours' first
         (:func:`~skspice.pseudo_labels.neighbor_smoothed`), which damps the
         nuisance variation that features learned on other images keep
-        (lighting, size, colour). ``"auto"`` smooths when the backbone stays
-        frozen (``frozen_backbone_``) and its weights did not come from a
-        local file: published weights (a torchvision weights name, timm's
-        ``True``), or a module passed as ``backbone`` with its weights in it.
-        On frozen EfficientNet-Lite0 features (two seeds) smoothing raised
-        SPICE from 0.663 to 0.691 on Fashion-MNIST, 0.641 to 0.687 in random
-        colours and 0.491 to 0.519 on held-out letters, left digits, shapes
-        and held-out colour textures about as they were (textures 0.850 to
-        0.844) and lowered shaded, noisy colour images from 0.539 to 0.482. A
-        weights file is usually a checkpoint trained on the data at hand
-        (``save_backbone``, MoCo and SPICE checkpoints), whose neighbours
-        already agree; there smoothing destabilised SPICE-Self (backbones
-        exported from two digits fits, six seeds each: 6 of 12 fits ended at
-        0.84-0.90 instead of 0.97-0.98, against 1 of 12 with the embedding),
-        so ``"auto"`` keeps the embedding, as it does whenever stage 1 trained
-        the backbone. ``"whitened"`` projects the embeddings on their 64
-        leading principal components, scales each to about unit variance
-        (shrunk by the variance of component ``2 * n_clusters``, so that
-        classes already far apart stay apart;
+        (lighting, size, colour). ``"whitened"`` projects the embeddings on
+        their 64 leading principal components, scales each to about unit
+        variance (shrunk by the variance of component ``2 * n_clusters``, so
+        that classes already far apart stay apart;
         :func:`~skspice.pseudo_labels.whitened`) and then smooths them as
         ``"smoothed"`` does: features learned elsewhere spend most of their
         variance on a few nuisance directions, which centroids would follow.
-        ``"spectral"`` uses the spectral embedding of the
+        ``"auto"`` uses ``"whitened"`` when the backbone stays frozen
+        (``frozen_backbone_``) and its weights did not come from a local file:
+        published weights (a torchvision weights name, timm's ``True``), or a
+        module passed as ``backbone`` with its weights in it. On frozen
+        EfficientNet-Lite0 features (two seeds) it raised SPICE over
+        ``"smoothed"`` from 0.700 to 0.735 on Fashion-MNIST, 0.687 to 0.750 in
+        random colours, 0.774 to 0.861 on digits in random colours and 0.548
+        to 0.581 on shaded, noisy colour images. A weights file is usually a
+        checkpoint trained on the data at hand (``save_backbone``, MoCo and
+        SPICE checkpoints), whose neighbours already agree; there smoothing
+        destabilised SPICE-Self (backbones exported from two digits fits, six
+        seeds each: 6 of 12 fits ended at 0.84-0.90 instead of 0.97-0.98,
+        against 1 of 12 with the embedding), so ``"auto"`` keeps the
+        embedding, as it does whenever stage 1 trained
+        the backbone. ``"spectral"`` uses the spectral embedding of the
         features' 10-nearest-neighbour graph
         (:func:`~skspice.pseudo_labels.spectral_coordinates`), where a class
         that forms a curved or elongated region becomes a compact blob; an
@@ -1153,11 +1152,12 @@ class SPICEClustering(
         """The resolved ``prototype_space`` for ``n`` samples (after stage 1)."""
         space = self.prototype_space
         if space == "auto":
-            # Smooth features learned elsewhere; a weights file is most often
-            # a checkpoint trained on this data, whose neighbours already agree.
+            # Whiten and smooth features learned elsewhere; a weights file is
+            # most often a checkpoint trained on this data, whose neighbours
+            # already agree.
             from_file = self._weights_file() is not None
             space = (
-                "smoothed" if self.frozen_backbone_ and not from_file else "embedding"
+                "whitened" if self.frozen_backbone_ and not from_file else "embedding"
             )
         if space == "spectral" and n <= self.n_clusters + 1:
             space = "embedding"  # too few samples for a graph

@@ -333,10 +333,13 @@ def test_smoothed_prototypes_on_a_frozen_backbone(digits, tmp_path):
     # The same stored features, other prototypes: another pseudo-label loss.
     np.testing.assert_array_equal(smoothed.embedding_, emb.embedding_)
     assert smoothed.selected_head_["loss"] != emb.selected_head_["loss"]
-    # "auto": a frozen backbone whose weights are not from a file is smoothed...
+    # "auto": a frozen backbone whose weights are not from a file is whitened
+    # and smoothed...
     auto = SPICEClustering(n_clusters=4, **params).fit(X[:80])
-    assert auto.prototype_space_ == "smoothed"
-    np.testing.assert_array_equal(auto.labels_, smoothed.labels_)
+    assert auto.prototype_space_ == "whitened"
+    white = SPICEClustering(n_clusters=4, prototype_space="whitened", **params)
+    np.testing.assert_array_equal(auto.labels_, white.fit(X[:80]).labels_)
+    assert auto.selected_head_["loss"] != smoothed.selected_head_["loss"]
     # ...one loaded from a weights file (e.g. an export) keeps the embedding.
     path = emb.save_backbone(tmp_path / "backbone.pt")
     again = SPICEClustering(n_clusters=4, backbone_weights=path, **params)
