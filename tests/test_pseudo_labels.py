@@ -527,12 +527,15 @@ def test_whitened_shape_norm_variance_and_input_unchanged():
     assert z.shape == (len(feats), 3) and z.dtype == torch.float32
     np.testing.assert_allclose(z.norm(dim=1).numpy(), 1.0, atol=1e-5)
     torch.testing.assert_close(feats, before)  # the caller's tensor is untouched
-    # Before normalisation every kept component has unit variance: the
-    # dominant nuisance axis no longer outweighs the class axis.
+    # Without shrinkage the directions are those of PCA whitening (every kept
+    # component at unit variance), so the nuisance axis no longer outweighs
+    # the class axis.
     from sklearn.decomposition import PCA
 
     raw = PCA(3, whiten=True, random_state=0).fit_transform(feats.numpy())
     np.testing.assert_allclose(raw.var(0, ddof=1), 1.0, rtol=0.02)
+    expected = F.normalize(torch.from_numpy(raw).float(), dim=1)
+    torch.testing.assert_close(z, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_whitened_lets_centroids_find_the_small_variance_classes():
