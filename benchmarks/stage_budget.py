@@ -15,7 +15,8 @@ accuracy of its labels under the Hungarian matching of SPICE-Self's clusters,
 both for the set stage 3 trained on and for the set the same test selects
 from the final model. Labels are used for scoring only; they never reach
 ``fit``. Stage-3 settings that are not parameters (:data:`SEMI`) can be
-changed with ``--semi KEY=VALUE``.
+changed with ``--semi KEY=VALUE``, stage-2 ones (:data:`SELF`) with
+``--self KEY=VALUE``.
 
 ``--dataset`` also takes the sets of ``benchmarks/suite.py`` (``shapes``,
 ``fashion-colour``, ...).
@@ -49,7 +50,7 @@ from skspice.datasets import (  # noqa: E402
 )
 from skspice.metrics import evaluate, pseudo_label_purity  # noqa: E402
 from skspice.pseudo_labels import knn_indices  # noqa: E402
-from skspice.stages import semi  # noqa: E402
+from skspice.stages import self_label, semi  # noqa: E402
 from skspice.training import apply_in_batches  # noqa: E402
 
 
@@ -79,14 +80,15 @@ def scored_semi_epochs(y, curve, start):
 
 
 @contextlib.contextmanager
-def semi_settings(**changes):
-    """Within the block, :data:`SEMI` has ``changes`` applied."""
-    saved = semi.SEMI
-    semi.SEMI = dataclasses.replace(saved, **changes)
+def stage_settings(module, name, **changes):
+    """Within the block, ``module.name`` (a settings dataclass) has
+    ``changes`` applied."""
+    saved = getattr(module, name)
+    setattr(module, name, dataclasses.replace(saved, **changes))
     try:
-        yield semi.SEMI
+        yield getattr(module, name)
     finally:
-        semi.SEMI = saved
+        setattr(module, name, saved)
 
 
 def load_data(name, n_samples=None):
@@ -128,6 +130,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--semi", action="append", default=[])
+    p.add_argument("--self", action="append", default=[])
     p.add_argument("--work-dir", default="benchmarks/results/stage_budget")
     p.add_argument("--results", default="docs/benchmarks-stages.jsonl")
     p.add_argument("--tag", default="")
@@ -139,7 +142,10 @@ def main(argv=None):
     backbone = work / f"{args.dataset}-{len(X)}-seed{args.seed}.pt"
     start = time.time()
     curve = []
-    with semi_settings(**parse_params(args.semi)) as settings:
+    with (
+        stage_settings(semi, "SEMI", **parse_params(args.semi)) as settings,
+        stage_settings(self_label, "SELF", **parse_params(args.self)) as s_set,
+    ):
         if args.step == "features":
             params.setdefault("semi_epochs", 0)
             est = SPICEClustering(random_state=args.seed, **params).fit(X)
@@ -162,6 +168,7 @@ def main(argv=None):
         "tag": args.tag,
         "params": params,
         "semi_settings": dataclasses.asdict(settings),
+        "self_settings": dataclasses.asdict(s_set),
         "epochs_run": {r["stage"]: r["epoch"] for r in est.history_},
         "self": evaluate(y, est.self_labels_),
         "final": evaluate(y, est.labels_),

@@ -1,13 +1,18 @@
 """End-to-end behaviour of SPICEClustering on tiny data."""
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 from params import quick_params
 from PIL import Image
 
-from skspice import SPICEClustering
+from skspice import SPICEClustering, estimator
 from skspice.datasets import load_digits_images
 from skspice.metrics import cluster_accuracy
+from skspice.pseudo_labels import spectral_coordinates
+from skspice.stages import self_label
 
 # Few epochs, small batches: every fit below takes a few seconds on a CPU.
 TINY = quick_params(feature_epochs=2, batch_size=32)
@@ -304,6 +309,46 @@ def test_prototype_space_option(digits):
     tiny = SPICEClustering(n_clusters=4, prototype_space="spectral", **params)
     assert tiny.fit(X[:5]).labels_.shape == (5,)
     assert tiny.prototype_space_ == "embedding"
+
+
+def test_spectral_prototypes_on_whitened_embeddings(digits, monkeypatch):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=1, semi_epochs=0, n_clusters=4)
+    graphs = []
+
+    def recording(features, *args, **kwargs):
+        graphs.append(features.clone())
+        return spectral_coordinates(features, *args, **kwargs)
+
+    monkeypatch.setattr(estimator, "spectral_coordinates", recording)
+    est = SPICEClustering(prototype_space="spectral", **params).fit(X[:80])
+    plain_settings = dataclasses.replace(self_label.SELF, spectral_whitened=False)
+    monkeypatch.setattr(self_label, "SELF", plain_settings)
+    plain = SPICEClustering(prototype_space="spectral", **params).fit(X[:80])
+    # By default the graph is built on the whitened embeddings (64 components
+    # at most, fewer here), else on the embeddings: other prototypes, another
+    # pseudo-label loss from the same features.
+    assert [g.shape[1] for g in graphs] == [64, est.embedding_.shape[1]]
+    torch.testing.assert_close(graphs[1], torch.from_numpy(est.embedding_))
+    np.testing.assert_array_equal(plain.embedding_, est.embedding_)
+    assert plain.selected_head_["loss"] != est.selected_head_["loss"]
+
+
+def test_auto_prototype_space_by_samples_per_cluster(digits, monkeypatch):
+    X, _ = digits
+    params = dict(TINY, feature_epochs=1, semi_epochs=0, n_clusters=4)
+    # Stage 1 trains the backbone: spectral prototypes from
+    # ``spectral_min_per_cluster`` samples per cluster on, else the embedding.
+    settings = dataclasses.replace(self_label.SELF, spectral_min_per_cluster=20)
+    monkeypatch.setattr(self_label, "SELF", settings)
+    auto = SPICEClustering(**params).fit(X[:80])
+    assert not auto.frozen_backbone_ and auto.prototype_space_ == "spectral"
+    spectral = SPICEClustering(prototype_space="spectral", **params).fit(X[:80])
+    np.testing.assert_array_equal(auto.labels_, spectral.labels_)
+    assert SPICEClustering(**params).fit(X[:79]).prototype_space_ == "embedding"
+    # A frozen backbone keeps its own rule (whitened), whatever the size.
+    frozen = SPICEClustering(**dict(params, feature_epochs=0)).fit(X[:80])
+    assert frozen.prototype_space_ == "whitened"
 
 
 def test_head_init(digits, fitted):
