@@ -27,6 +27,7 @@ A :class:`Context` describes the current process; with one process every
 helper is the identity.
 """
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -213,8 +214,22 @@ class Context:
         ids = [device] if device.type == "cuda" else None
         # Buffers (BatchNorm statistics, MoCo's queue) are kept in step by
         # the stages themselves: broadcasting them every step would cost a
-        # copy of the queue per step.
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        # copy of the queue per step. Newer torch names the switch
+        # forward_sync_buffers and deprecates broadcast_buffers.
+        return DistributedDataParallel(module, device_ids=ids, **_no_buffer_sync())
+
+
+def _no_buffer_sync():
+    """DistributedDataParallel's keyword that turns off the per-step buffer
+    broadcast, in this torch's spelling."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    if "forward_sync_buffers" in params:
+        # Still syncs the buffers once, at wrap time, from rank 0: the ranks'
+        # buffers are equal then, so the copy changes nothing.
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 #: The context of a process that is not part of a distributed fit.

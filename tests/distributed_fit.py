@@ -12,6 +12,7 @@ accuracy, and checks the distributed helpers on uneven shares.
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ def check_helpers(ctx):
 
 
 def main(out_dir, params):
+    # Wrapping in DistributedDataParallel must not use its deprecated keyword.
+    warnings.filterwarnings("error", message=".*broadcast_buffers.*deprecated")
     X, y = load_digits_images()
     model = SPICEClustering(n_clusters=10, device="cpu", **params).fit(X)
     ctx = context_from_env("cpu")

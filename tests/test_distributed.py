@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from processes import kill_at_first_checkpoint
 
@@ -14,9 +15,11 @@ from skspice.distributed import SINGLE, Context, context_from_env
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "distributed_fit.py"
-#: Short, yet long enough that one and two processes both reach ACC ~0.81
-#: (measured: 0.818 and 0.806); at 30 MoCo epochs both were near 0.7-0.77,
-#: where one run's noise alone exceeds the 0.03 tolerance.
+#: Short, yet long enough that one and two processes both reach ACC ~0.8.
+#: At this budget one fit's ACC still moves by 0.1 from seed to seed (seeds
+#: 0-2, one process: 0.932, 0.694, 0.799; two: 0.799, 0.798, 0.819), so the
+#: test compares the training curves, which agree closely, and bounds ACC
+#: from below instead of asking two single draws to be equal.
 PARAMS = dict(
     feature_epochs=80,
     self_epochs=5,
@@ -92,13 +95,17 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert ranks[0]["weights_sum"] == ranks[1]["weights_sum"]
     assert ranks[0]["embedding_sum"] == ranks[1]["embedding_sum"]
     assert ranks[0]["history_epochs"] == single[0]["history_epochs"]
-    # Same total batch and epochs as one process: the same quality, within
-    # seed noise (balanced stage-3 batches: 0.781 against 0.819 measured).
-    assert abs(ranks[0]["acc"] - single[0]["acc"]) <= 0.05, (
+    # Same total batch and epochs as one process: the same MoCo loss curve
+    # (mean relative difference 0.005-0.012 over seeds 0-2; one process at
+    # half the batch, as a rank training on its share alone would be, is
+    # 0.049 away), and a good clustering from both.
+    one_losses = np.asarray(single[0]["feature_losses"])
+    two_losses = np.asarray(ranks[0]["feature_losses"])
+    assert np.mean(np.abs(two_losses - one_losses) / one_losses) < 0.03
+    assert single[0]["acc"] > 0.7 and ranks[0]["acc"] > 0.7, (
         ranks[0]["acc"],
         single[0]["acc"],
     )
-    assert single[0]["acc"] > 0.7
 
 
 def test_torchrun_resumes_from_rank_0_checkpoint(tmp_path):
