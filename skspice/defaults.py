@@ -4,7 +4,8 @@ One table per device kind (a :class:`Regime`), chosen by where ``fit`` runs:
 
 * **CPU** (:data:`CPU`): sized for a 2-core laptop CPU and measured there
   (docs/benchmarks.md): small CNNs, about 10 MoCo epochs on 70,000 images,
-  a whole default fit of Fashion-MNIST in about 12-20 minutes.
+  a whole default fit of Fashion-MNIST 70k in 29 minutes on the slower of
+  the two 2-core hosts measured (docs/benchmarks.md).
 * **CUDA** (:data:`CUDA`): the paper's regime, a ResNet-18 with a CIFAR stem
   (3x3 stride-1 stem, no max-pool) for 17-64 px images and a ResNet-34 above,
   with epoch budgets ten times larger, planned to fit Fashion-MNIST's 70,000

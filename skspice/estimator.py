@@ -1250,6 +1250,10 @@ class SPICEClustering(
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""
         n, device = len(data), run["device"]
         settings = semi_stage.SEMI
+        if settings.fresh_head:
+            # A frozen backbone's stage 3 trains the head alone.
+            head = network if self.frozen_backbone_ else network[-1]
+            semi_stage.reset_head(head, run["gen"])
         return train_semi(
             network.to(device),
             data,

@@ -869,3 +869,28 @@ def test_train_semi_fits_reliable_labels():
         pred = model(x).argmax(1)
     assert torch.equal(pred[keep], y[keep])
     assert torch.equal(pred, y)
+
+
+def test_reset_head_reinitialises_only_the_head_from_gen():
+    from skspice.stages.semi import reset_head
+
+    def network():
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Linear(3, 4), nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+        )
+
+    a, b, c = network(), network(), network()
+    before = [p.clone() for p in a.parameters()]
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    reset_head(a[-1], _gen(7))
+    assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
+    reset_head(b[-1], _gen(7))
+    reset_head(c[-1], _gen(8))
+    assert_close(a[0].weight, before[0])  # the backbone is kept
+    for pa, pb, pc, p0 in zip(
+        a[-1].parameters(), b[-1].parameters(), c[-1].parameters(), before[2:]
+    ):
+        assert torch.equal(pa, pb)  # same generator, same head
+        assert not torch.equal(pa, pc) and not torch.equal(pa, p0)

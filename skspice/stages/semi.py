@@ -24,7 +24,7 @@ from ..distributed import SINGLE
 from ..samples import as_samples
 from ..training import Stage, iterate_minibatches, run_stage
 
-__all__ = ["SEMI", "FixMatchStage", "SemiSettings", "train_semi"]
+__all__ = ["SEMI", "FixMatchStage", "SemiSettings", "reset_head", "train_semi"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ class SemiSettings:
         Keep every reliable sample and draw labelled batches with all
         clusters equally likely, instead of subsampling every cluster to
         the smallest one (the reference's class balancing).
+    fresh_head : bool
+        Start stage 3 from a newly initialised head on the stage-1 backbone
+        (the reference trains a new network) instead of the selected
+        stage-2 head, so that FixMatch's targets on unlabelled samples come
+        from a model fit to the reliable labels, not from SPICE-Self.
     """
 
     unlabeled_ratio: int = 7
@@ -55,6 +60,7 @@ class SemiSettings:
     ema_decay: float = 0.999
     fallback_share: float = 0.01
     balanced_batches: bool = True
+    fresh_head: bool = False
 
     def fallback_floor(self, n_samples, n_clusters):
         """Fewest reliable samples a cluster needs before the fallback fires.
@@ -256,6 +262,35 @@ class FixMatchStage(Stage):
         self.network.load_state_dict(state["network"])
         self.ema.load_state_dict(state["ema"])
         self.n_updates = int(state["n_updates"])
+
+
+def reset_head(head, gen):
+    """Re-initialise ``head`` in place.
+
+    Every submodule with a ``reset_parameters`` method gets PyTorch's own
+    initialisation, drawn from a seed taken from ``gen`` so that the result
+    depends on ``gen`` alone (the global RNG is left as it was).
+
+    Parameters
+    ----------
+    head : torch.nn.Module
+        The clustering head.
+    gen : torch.Generator
+        CPU generator.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``head``.
+    """
+    seed = int(torch.randint(2**62, (1,), generator=gen))
+    cuda = sorted({p.device.index or 0 for p in head.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        for module in head.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return head
 
 
 def train_semi(
