@@ -1012,7 +1012,7 @@ class SPICEClustering(
                 kept = int((reliable >= 0).sum())
                 message(verbose, f"[semi] labelled set: {kept:,} of {n:,} samples")
                 network = self._train_semi(
-                    network, stage_data, reliable, stage_aug, run
+                    network, stage_data, reliable, probs, stage_aug, run
                 )
                 text = f"[semi] cluster probabilities of {n:,} samples"
                 with phase(verbose, text):
@@ -1246,10 +1246,15 @@ class SPICEClustering(
             budget = regime_for(device).semi_budget(self._seen_profile_)
         return self._epochs(self.semi_epochs, n, budget)
 
-    def _train_semi(self, network, data, reliable, augmenter, run):
+    def _train_semi(self, network, data, reliable, probs, augmenter, run):
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""
         n, device = len(data), run["device"]
         settings = semi_stage.SEMI
+        confident = None
+        if settings.adaptive_threshold:
+            # SPICE-Self's confident predictions start FlexMatch's record.
+            conf, pred = probs.max(1)
+            confident = torch.where(conf >= self.fixmatch_threshold, pred, -1)
         if settings.fresh_head:
             # A frozen backbone's stage 3 trains the head alone.
             head = network if self.frozen_backbone_ else network[-1]
@@ -1267,6 +1272,7 @@ class SPICEClustering(
             lambda_u=settings.lambda_u,
             ema_decay=settings.ema_decay,
             balanced_batches=settings.balanced_batches,
+            confident=confident,
             **run,
         )
 

@@ -21,6 +21,7 @@ from skspice.stages import (
     train_semi,
 )
 from skspice.stages.self_label import fit_heads_to_partitions, kmeans_partitions
+from skspice.stages.semi import class_thresholds
 
 CPU = torch.device("cpu")
 
@@ -653,7 +654,7 @@ def test_fixmatch_loss_masks_low_confidence_and_matches_hand_computation():
 
     x_s = x_s.clone().requires_grad_(True)
     x_w = x_w.clone().requires_grad_(True)
-    loss = stage.loss((x_l, y_l, x_w, x_s))
+    loss = stage.loss((x_l, y_l, x_w, x_s, torch.arange(5)))
     masked_in, pseudo = [0, 1, 3], {0: 0, 1: 0, 3: 1}
     with torch.no_grad():
         loss_x = (_ce(x_l[0], 1) + _ce(x_l[1], 0)) / 2
@@ -669,7 +670,7 @@ def test_fixmatch_loss_masks_low_confidence_and_matches_hand_computation():
     assert (x_w.grad == 0).all()
 
     # A second batch where no sample is confident: only the labelled loss.
-    loss2 = stage.loss((x_l, y_l, x_w.detach() * 0, x_s.detach()))
+    loss2 = stage.loss((x_l, y_l, x_w.detach() * 0, x_s.detach(), torch.arange(5)))
     assert_close(loss2.detach(), loss_x)
     assert stage.end_epoch(0)["mask_rate"] == pytest.approx((3 / 5 + 0) / 2)
 
@@ -680,11 +681,14 @@ def test_fixmatch_low_confidence_strong_views_do_not_change_loss():
     x_w = torch.tensor([[4.0, 0.0], [0.1, 0.0]])  # confident, not confident
     x_s = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
     stage = _semi_stage(net, torch.zeros(4, 2), [0] * 4, threshold=0.9)
-    base = stage.loss((x_l, y_l, x_w, x_s))
+    idx_u = torch.arange(2)
+    base = stage.loss((x_l, y_l, x_w, x_s, idx_u))
     moved_out = stage.loss(
-        (x_l, y_l, x_w, x_s + torch.tensor([[0.0, 0.0], [5.0, 0.0]]))
+        (x_l, y_l, x_w, x_s + torch.tensor([[0.0, 0.0], [5.0, 0.0]]), idx_u)
     )
-    moved_in = stage.loss((x_l, y_l, x_w, x_s + torch.tensor([[5.0, 0.0], [0.0, 0.0]])))
+    moved_in = stage.loss(
+        (x_l, y_l, x_w, x_s + torch.tensor([[5.0, 0.0], [0.0, 0.0]]), idx_u)
+    )
     assert_close(moved_out, base)
     assert moved_in.item() < base.item() - 0.1
 
@@ -828,8 +832,10 @@ def test_fixmatch_batches_use_only_labelled_samples_with_their_labels():
     for epoch in range(2):
         batches = list(stage.batches(epoch))
         assert len(batches) == stage.steps_per_epoch()
-        for x_l, y_l, x_w, x_s in batches:
+        for x_l, y_l, x_w, x_s, idx_u in batches:
             assert x_l.shape == (2, 2) and x_w.shape == x_s.shape == (8, 2)
+            # The unlabelled indices name the rows of the views.
+            assert torch.equal(x_w[:, 0].long(), idx_u)
             idx = x_l[:, 0].long()
             assert (y_l >= 0).all()
             assert torch.equal(y_l, torch.as_tensor(labels)[idx])
@@ -894,3 +900,89 @@ def test_reset_head_reinitialises_only_the_head_from_gen():
     ):
         assert torch.equal(pa, pb)  # same generator, same head
         assert not torch.equal(pa, pc) and not torch.equal(pa, p0)
+
+
+def test_class_thresholds_follow_flexmatch_mapping():
+    confident = torch.tensor([0, 0, 0, 0, 1, 1, -1, 2])
+    thr = class_thresholds(confident, 4, 0.9)
+    beta = torch.tensor([1.0, 0.5, 0.25, 0.0])
+    assert_close(thr, 0.9 * beta / (2 - beta))
+    assert thr[0] == pytest.approx(0.9)  # the best-learned cluster keeps it
+    assert thr[3] == 0  # a cluster never predicted confidently takes any
+    # No confident prediction yet: FixMatch's one threshold everywhere.
+    assert_close(
+        class_thresholds(torch.full((5,), -1), 3, 0.95), torch.full((3,), 0.95)
+    )
+
+
+def test_fixmatch_adaptive_thresholds_mask_and_record():
+    net = _identity_linear()  # logits are the inputs themselves
+    # Cluster 0 was learned by three samples, cluster 1 by one: its threshold
+    # is 0.9 * (1/3) / (2 - 1/3) = 0.18.
+    confident = torch.tensor([0, 0, 0, 1, -1, -1])
+    stage = _semi_stage(net, torch.zeros(6, 2), [0, 1] * 3, confident=confident)
+    x_l, y_l = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    # Weak views of samples 4 and 5: class 1 at 0.6 confidence, class 0 at
+    # 0.6; then sample 0 confidently class 1.
+    x_w = torch.tensor([[0.0, 0.405], [0.405, 0.0], [0.0, 4.0]])
+    x_s = torch.zeros(3, 2)
+    stage.loss((x_l, y_l, x_w, x_s, torch.tensor([4, 5, 0])))
+    # Class 1's lower threshold lets sample 4 in; class 0's 0.9 keeps 5 out.
+    assert stage.end_epoch(0)["mask_rate"] == pytest.approx(2 / 3)
+    # Only the confident prediction (>= 0.9) is recorded; the caller's
+    # tensor is left as it was.
+    assert stage.confident.tolist() == [1, 0, 0, 1, -1, -1]
+    assert confident.tolist() == [0, 0, 0, 1, -1, -1]
+    state = stage.state_dict()
+    fresh = _semi_stage(net, torch.zeros(6, 2), [0, 1] * 3, confident=confident)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.confident, stage.confident)
+
+
+def test_fixmatch_confident_shape_is_checked():
+    with pytest.raises(ValueError, match="confident has shape"):
+        _semi_stage(
+            _identity_linear(), torch.zeros(6, 2), [0, 1] * 3, confident=torch.zeros(5)
+        )
+
+
+def test_estimator_starts_adaptive_thresholds_from_spice_self(monkeypatch):
+    import dataclasses
+
+    import numpy as np
+
+    import skspice.estimator as estimator_module
+    from skspice import SPICEClustering
+    from skspice.stages import semi
+
+    seen = {}
+    real = estimator_module.train_semi
+
+    def spy(network, data, labels, augmenter, **kwargs):
+        seen["confident"] = kwargs["confident"]
+        return real(network, data, labels, augmenter, **kwargs)
+
+    monkeypatch.setattr(estimator_module, "train_semi", spy)
+    monkeypatch.setattr(
+        semi, "SEMI", dataclasses.replace(semi.SEMI, adaptive_threshold=True)
+    )
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.3, size=(40, 4)) for c in (-3, 0, 3)])
+    est = SPICEClustering(
+        n_clusters=3,
+        feature_epochs=2,
+        self_epochs=2,
+        semi_epochs=1,
+        batch_size=32,
+        fixmatch_threshold=0.6,
+        random_state=0,
+    ).fit(X.astype(np.float32))
+    confident = seen["confident"]
+    assert confident.shape == (len(X),)
+    # Recorded where SPICE-Self's confidence reaches the threshold, with its
+    # predicted cluster; -1 elsewhere.
+    self_labels = torch.as_tensor(est.self_labels_)
+    sure = confident >= 0
+    assert sure.any()
+    assert torch.equal(confident[sure], self_labels[sure])
+    assert est.labels_.shape == (len(X),)

@@ -24,7 +24,14 @@ from ..distributed import SINGLE
 from ..samples import as_samples
 from ..training import Stage, iterate_minibatches, run_stage
 
-__all__ = ["SEMI", "FixMatchStage", "SemiSettings", "reset_head", "train_semi"]
+__all__ = [
+    "SEMI",
+    "FixMatchStage",
+    "SemiSettings",
+    "class_thresholds",
+    "reset_head",
+    "train_semi",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,12 @@ class SemiSettings:
         (the reference trains a new network) instead of the selected
         stage-2 head, so that FixMatch's targets on unlabelled samples come
         from a model fit to the reliable labels, not from SPICE-Self.
+    adaptive_threshold : bool
+        FlexMatch's per-cluster thresholds (:func:`class_thresholds`): a
+        cluster whose samples are seldom predicted confidently gets a lower
+        threshold than ``fixmatch_threshold``, so that FixMatch learns it
+        from unlabelled samples too. The record of confident predictions
+        starts from SPICE-Self's probabilities.
     """
 
     unlabeled_ratio: int = 7
@@ -61,6 +74,7 @@ class SemiSettings:
     fallback_share: float = 0.01
     balanced_batches: bool = True
     fresh_head: bool = False
+    adaptive_threshold: bool = False
 
     def fallback_floor(self, n_samples, n_clusters):
         """Fewest reliable samples a cluster needs before the fallback fires.
@@ -117,6 +131,12 @@ class FixMatchStage(Stage):
         replacement), so that an unbalanced labelled set needs no
         subsampling; otherwise cycle through the labelled set in random
         order.
+    confident : torch.Tensor of shape (n,), optional
+        Turns on per-cluster thresholds (:func:`class_thresholds`): each
+        sample's last prediction made with confidence at least
+        ``threshold`` (``-1``: none yet), e.g. from SPICE-Self's
+        probabilities; updated from every step's weak views. None keeps
+        FixMatch's one threshold.
     """
 
     name = "semi"
@@ -138,6 +158,7 @@ class FixMatchStage(Stage):
         device,
         ctx=SINGLE,
         balanced_batches=False,
+        confident=None,
     ):
         data = as_samples(data)
         self.ctx = ctx
@@ -160,6 +181,14 @@ class FixMatchStage(Stage):
         self.gen, self.device_gen, self.device = gen, device_gen, device
         self.n_updates = 0
         self._mask_rate = []
+        self.confident = None
+        if confident is not None:
+            self.confident = torch.as_tensor(confident, dtype=torch.long).clone()
+            if self.confident.shape != (len(data),):
+                raise ValueError(
+                    f"confident has shape {tuple(self.confident.shape)}; "
+                    f"expected ({len(data)},)."
+                )
 
     def parameters(self):
         return self.network.parameters()
@@ -200,26 +229,39 @@ class FixMatchStage(Stage):
         for idx_u in iterate_minibatches(len(self.data), self.batch_size, self.gen):
             order += [shard(next(labeled)), shard(idx_u)]
         batches = self.data.stream(order, self.device)
-        for idx_l, x_l, x_u in zip(order[::2], batches, batches):
+        for idx_l, idx_u, x_l, x_u in zip(order[::2], order[1::2], batches, batches):
             aug = self.augmenter
             yield (
                 aug.weak(x_l, self.device_gen),
                 self.targets[idx_l].to(self.device),
                 aug.weak(x_u, self.device_gen),
                 aug.strong(x_u, self.device_gen),
+                idx_u,
             )
 
     def loss(self, batch):
-        x_l, y_l, x_w, x_s = batch
+        x_l, y_l, x_w, x_s, idx_u = batch
         # One forward pass over all views so BatchNorm sees them together.
         logits = self.model(torch.cat([x_l, x_w, x_s]))
         lg_l, lg_w, lg_s = logits.split([x_l.shape[0], x_w.shape[0], x_s.shape[0]])
         loss_x = F.cross_entropy(lg_l, y_l)
         conf, pseudo = lg_w.detach().softmax(-1).max(-1)
-        mask = (conf >= self.threshold).float()
+        threshold = self.threshold
+        if self.confident is not None:
+            n_clusters = lg_w.shape[1]
+            per_cluster = class_thresholds(self.confident, n_clusters, threshold)
+            threshold = per_cluster.to(conf.device)[pseudo]
+            self._record_confident(idx_u, conf, pseudo)
+        mask = (conf >= threshold).float()
         loss_u = (F.cross_entropy(lg_s, pseudo, reduction="none") * mask).mean()
         self._mask_rate.append(float(mask.mean()))
         return loss_x + self.lambda_u * loss_u
+
+    def _record_confident(self, idx_u, conf, pseudo):
+        """Note this step's confident predictions (every rank's share)."""
+        sure = (conf >= self.threshold).cpu()
+        idx = self.ctx.gather(idx_u[sure])
+        self.confident[idx] = self.ctx.gather(pseudo.cpu()[sure])
 
     @torch.no_grad()
     def after_step(self):
@@ -252,16 +294,62 @@ class FixMatchStage(Stage):
         return values
 
     def state_dict(self):
-        return {
+        state = {
             "network": self.network.state_dict(),
             "ema": self.ema.state_dict(),
             "n_updates": self.n_updates,
         }
+        if self.confident is not None:
+            state["confident"] = self.confident.clone()
+        return state
 
     def load_state_dict(self, state):
         self.network.load_state_dict(state["network"])
         self.ema.load_state_dict(state["ema"])
         self.n_updates = int(state["n_updates"])
+        if self.confident is not None and "confident" in state:
+            self.confident = state["confident"].clone()
+
+
+def class_thresholds(confident, n_clusters, threshold):
+    """FlexMatch's per-cluster confidence thresholds.
+
+    A cluster's *learning effect* is how many samples were last predicted
+    into it with confidence at least ``threshold``, relative to the best
+    learned cluster: ``beta = count / max(count)``. Its threshold is
+    ``threshold * beta / (2 - beta)`` (FlexMatch's convex mapping, Zhang et
+    al., NeurIPS 2021, without its warm-up): the best learned cluster keeps
+    ``threshold``, a cluster with half its count gets a third of it.
+
+    Parameters
+    ----------
+    confident : torch.Tensor of shape (n,)
+        Each sample's last confident prediction, ``-1`` for none.
+    n_clusters : int
+    threshold : float
+        FixMatch's threshold, the highest one.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_clusters,)
+        One threshold per cluster; all ``threshold`` while no sample has a
+        confident prediction.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skspice.stages.semi import class_thresholds
+    >>> class_thresholds(torch.tensor([0, 0, 0, 0, 1, 1, -1]), 3, 0.9)
+    tensor([0.9000, 0.3000, 0.0000])
+    """
+    confident = torch.as_tensor(confident)
+    counts = torch.bincount(confident[confident >= 0], minlength=n_clusters)
+    counts = counts[:n_clusters].double()
+    top = counts.max()
+    if top == 0:
+        return torch.full((n_clusters,), float(threshold))
+    beta = counts / top
+    return (threshold * beta / (2 - beta)).float()
 
 
 def reset_head(head, gen):
@@ -315,6 +403,7 @@ def train_semi(
     precision=None,
     ctx=SINGLE,
     balanced_batches=False,
+    confident=None,
 ):
     """Fine-tune backbone and head jointly with FixMatch; return the EMA model.
 
@@ -354,6 +443,9 @@ def train_semi(
         Distributed context (:mod:`skspice.distributed`).
     balanced_batches : bool, default=False
         See :class:`FixMatchStage`.
+    confident : torch.Tensor of shape (n,), optional
+        Per-cluster thresholds from these confident predictions; see
+        :class:`FixMatchStage`.
 
     Returns
     -------
@@ -375,6 +467,7 @@ def train_semi(
         device=device,
         ctx=ctx,
         balanced_batches=balanced_batches,
+        confident=confident,
     )
     decay, no_decay = [], []
     for p in network.parameters():
