@@ -82,6 +82,8 @@ class Regime:
     feature, self_label, semi : EpochBudget
         Epochs of stage 1 (MoCo), stage 2 (SPICE-Self) and stage 3
         (SPICE-Semi).
+    large_image_self_label : EpochBudget
+        Epochs of stage 2 for images over 64 px (see :meth:`self_budget`).
     large_image_semi : EpochBudget
         Epochs of stage 3 for images over 64 px (see :meth:`semi_budget`).
     batch_size : int
@@ -97,11 +99,27 @@ class Regime:
     feature: EpochBudget
     self_label: EpochBudget
     semi: EpochBudget
+    large_image_self_label: EpochBudget
     large_image_semi: EpochBudget
     batch_size: int
     large_image_batch_size: int
     mid_backbone: str
     large_backbone: str
+
+    def self_budget(self, profile):
+        """Stage 2's budget for data that look like ``profile``.
+
+        Parameters
+        ----------
+        profile : InputProfile
+
+        Returns
+        -------
+        EpochBudget
+            :attr:`large_image_self_label` for images over 64 px, else
+            :attr:`self_label`.
+        """
+        return self.large_image_self_label if _is_large(profile) else self.self_label
 
     def semi_budget(self, profile):
         """Stage 3's budget for data that look like ``profile``.
@@ -116,21 +134,29 @@ class Regime:
             :attr:`large_image_semi` for images over 64 px, else
             :attr:`semi`.
         """
-        if profile.kind == "image" and profile.image_size > 64:
-            return self.large_image_semi
-        return self.semi
+        return self.large_image_semi if _is_large(profile) else self.semi
+
+
+def _is_large(profile):
+    """Images over 64 px, where a CPU step costs ~50x more than at 28 px."""
+    return profile.kind == "image" and profile.image_size > 64
 
 
 #: The CPU regime (measured on 2 cores; docs/benchmarks.md).
 CPU = Regime(
     name="cpu",
     feature=EpochBudget(300_000, 10, 300),
-    self_label=EpochBudget(20_000, 3, 50),
+    # About what 3 epochs of 70,000 images visit, where more stage-2 epochs
+    # bought nothing; 10,000 images get 20 epochs instead of 3, which on
+    # Fashion-MNIST 10k raised SPICE-Self and filled the clusters that had
+    # no reliable sample (docs/benchmarks.md, "Stage-2 epochs by size").
+    self_label=EpochBudget(200_000, 3, 50),
     # SPICE-Semi keeps lifting accuracy for several epochs: on 70,000
     # Fashion-MNIST images a stage-3 minute buys more than a stage-1 one
     # (docs/benchmarks.md, "Where a CPU-minute goes"). Above 64 px, where a
     # CPU step costs ~50x more and nothing was measured, it stays short.
     semi=EpochBudget(400_000, 1, 50),
+    large_image_self_label=EpochBudget(20_000, 3, 50),
     large_image_semi=EpochBudget(50_000, 1, 50),
     batch_size=256,
     # A 224 px ResNet-18 holds ~26 MiB of training activations per image:
@@ -148,6 +174,7 @@ CUDA = Regime(
     feature=EpochBudget(2_000_000, 20, 500),
     self_label=EpochBudget(300_000, 5, 100),
     semi=EpochBudget(500_000, 2, 100),
+    large_image_self_label=EpochBudget(300_000, 5, 100),
     large_image_semi=EpochBudget(500_000, 2, 100),
     batch_size=256,
     large_image_batch_size=256,

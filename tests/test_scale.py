@@ -167,6 +167,26 @@ def test_auto_backbone_by_device(shape, device, expected):
     assert auto_backbone(InputProfile("tabular", (5,)), device) == "mlp"
 
 
+def test_stage_budgets_split_by_image_size():
+    small, large = (
+        InputProfile("image", (1, 28, 28)),
+        InputProfile("image", (3, 224, 224)),
+    )
+    tabular = InputProfile("tabular", (5,))
+    # Stage 2 visits what 3 epochs of 70,000 images do: small sets get more.
+    assert [CPU.self_budget(small).epochs(n) for n in (1_797, 10_000, 70_000)] == [
+        50,
+        20,
+        3,
+    ]
+    assert CPU.self_budget(tabular) is CPU.self_label
+    # Large images keep the short budgets of stages 2 and 3.
+    assert CPU.self_budget(large) is CPU.large_image_self_label
+    assert CPU.self_budget(large).epochs(10_000) == 3
+    assert CPU.semi_budget(large) is CPU.large_image_semi
+    assert CPU.semi_budget(small).epochs(10_000) == 40
+
+
 def test_auto_batch_size_by_device_and_size():
     small, large = (
         InputProfile("image", (1, 28, 28)),
