@@ -83,9 +83,9 @@ class Regime:
         Epochs of stage 1 (MoCo), stage 2 (SPICE-Self) and stage 3
         (SPICE-Semi).
     large_image_self_label : EpochBudget
-        Epochs of stage 2 for images over 64 px (see :meth:`self_budget`).
+        Epochs of stage 2 for images over 64 px (see :meth:`budget`).
     large_image_semi : EpochBudget
-        Epochs of stage 3 for images over 64 px (see :meth:`semi_budget`).
+        Epochs of stage 3 for images over 64 px (see :meth:`budget`).
     batch_size : int
         Largest ``"auto"`` batch size (stage-1 images per step, stage-3
         unlabelled images per step is twice that).
@@ -106,40 +106,26 @@ class Regime:
     mid_backbone: str
     large_backbone: str
 
-    def self_budget(self, profile):
-        """Stage 2's budget for data that look like ``profile``.
+    def budget(self, stage, profile):
+        """The budget of ``stage`` for data that look like ``profile``.
 
         Parameters
         ----------
+        stage : {"self_label", "semi"}
+            Stage 2 (SPICE-Self) or stage 3 (SPICE-Semi).
         profile : InputProfile
 
         Returns
         -------
         EpochBudget
-            :attr:`large_image_self_label` for images over 64 px, else
-            :attr:`self_label`.
+            ``large_image_<stage>`` for images over 64 px, where a CPU step
+            costs ~50x more than at 28 px; else the attribute ``stage``.
         """
-        return self.large_image_self_label if _is_large(profile) else self.self_label
-
-    def semi_budget(self, profile):
-        """Stage 3's budget for data that look like ``profile``.
-
-        Parameters
-        ----------
-        profile : InputProfile
-
-        Returns
-        -------
-        EpochBudget
-            :attr:`large_image_semi` for images over 64 px, else
-            :attr:`semi`.
-        """
-        return self.large_image_semi if _is_large(profile) else self.semi
-
-
-def _is_large(profile):
-    """Images over 64 px, where a CPU step costs ~50x more than at 28 px."""
-    return profile.kind == "image" and profile.image_size > 64
+        if stage not in ("self_label", "semi"):
+            raise ValueError(f"stage must be 'self_label' or 'semi', got {stage!r}.")
+        if profile.kind == "image" and profile.image_size > 64:
+            return getattr(self, f"large_image_{stage}")
+        return getattr(self, stage)
 
 
 #: The CPU regime (measured on 2 cores; docs/benchmarks.md).

@@ -1238,13 +1238,13 @@ class SPICEClustering(
     def _self_budget(self, device):
         if self.frozen_backbone_:
             return FROZEN.self_label
-        return regime_for(device).self_budget(self._seen_profile_)
+        return regime_for(device).budget("self_label", self._seen_profile_)
 
     def _semi_epochs(self, n, device):
         if self.frozen_backbone_:
             budget = FROZEN.semi
         else:
-            budget = regime_for(device).semi_budget(self._seen_profile_)
+            budget = regime_for(device).budget("semi", self._seen_profile_)
         return self._epochs(self.semi_epochs, n, budget)
 
     def _train_semi(self, network, data, reliable, probs, augmenter, run):

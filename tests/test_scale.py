@@ -174,17 +174,21 @@ def test_stage_budgets_split_by_image_size():
     )
     tabular = InputProfile("tabular", (5,))
     # Stage 2 visits what 3 epochs of 70,000 images do: small sets get more.
-    assert [CPU.self_budget(small).epochs(n) for n in (1_797, 10_000, 70_000)] == [
+    assert [
+        CPU.budget("self_label", small).epochs(n) for n in (1_797, 10_000, 70_000)
+    ] == [
         50,
         20,
         3,
     ]
-    assert CPU.self_budget(tabular) is CPU.self_label
+    assert CPU.budget("self_label", tabular) is CPU.self_label
     # Large images keep the short budgets of stages 2 and 3.
-    assert CPU.self_budget(large) is CPU.large_image_self_label
-    assert CPU.self_budget(large).epochs(10_000) == 3
-    assert CPU.semi_budget(large) is CPU.large_image_semi
-    assert CPU.semi_budget(small).epochs(10_000) == 40
+    assert CPU.budget("self_label", large) is CPU.large_image_self_label
+    assert CPU.budget("self_label", large).epochs(10_000) == 3
+    assert CPU.budget("semi", large) is CPU.large_image_semi
+    assert CPU.budget("semi", small).epochs(10_000) == 40
+    with pytest.raises(ValueError, match="stage must be"):
+        CPU.budget("feature", small)
 
 
 def test_auto_batch_size_by_device_and_size():
