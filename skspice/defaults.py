@@ -123,9 +123,24 @@ class Regime:
         """
         if stage not in ("self_label", "semi"):
             raise ValueError(f"stage must be 'self_label' or 'semi', got {stage!r}.")
-        if profile.kind == "image" and profile.image_size > 64:
+        if _is_large_image(profile):
             return getattr(self, f"large_image_{stage}")
         return getattr(self, stage)
+
+
+def _is_large_image(profile):
+    """Whether ``profile`` is an image over 64 px, where every regime
+    switches to its large-image backbone, batch size and stage budgets.
+
+    Parameters
+    ----------
+    profile : InputProfile
+
+    Returns
+    -------
+    bool
+    """
+    return profile.kind == "image" and profile.image_size > 64
 
 
 #: The CPU regime (measured on 2 cores; docs/benchmarks.md).
@@ -202,11 +217,10 @@ def auto_backbone(profile, device="cpu"):
     """
     if profile.kind == "tabular":
         return "mlp"
-    size = profile.image_size
-    if size <= 16:
+    if profile.image_size <= 16:
         return "small_cnn"
     regime = regime_for(device)
-    return regime.mid_backbone if size <= 64 else regime.large_backbone
+    return regime.large_backbone if _is_large_image(profile) else regime.mid_backbone
 
 
 def auto_batch_size(n_samples, profile, device="cpu"):
@@ -227,8 +241,8 @@ def auto_batch_size(n_samples, profile, device="cpu"):
     int
     """
     regime = regime_for(device)
-    cap = regime.batch_size
-    if profile.kind == "image" and profile.image_size > 64:
-        cap = regime.large_image_batch_size
+    cap = (
+        regime.large_image_batch_size if _is_large_image(profile) else regime.batch_size
+    )
     small = 2 ** np.floor(np.log2(max(n_samples // 4, 16)))
     return int(min(cap, small, n_samples))

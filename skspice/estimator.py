@@ -302,8 +302,9 @@ class SPICEClustering(
         SPICE-Self epochs (at least 1: stage 2 always runs). ``"auto"`` visits
         about 200,000 samples on the CPU for images up to 64 px (20,000 above;
         between 3 and 50 epochs: 50 for 1,797 digits, 20 for 10,000 images,
-        3 for 70,000) and 300,000 on a GPU (between 5 and 100); with a frozen backbone
-        (``freeze_backbone``) about 30,000 (between 3 and 100).
+        3 for 70,000) and 300,000 on a GPU (between 5 and 100); with a
+        frozen backbone (``freeze_backbone``) about 30,000 (between 3 and
+        100).
     semi_epochs : int or "auto", default="auto"
         SPICE-Semi epochs; 0 skips stage 3. ``"auto"`` visits about 400,000
         samples on the CPU for images up to 64 px as the model sees them
@@ -1201,7 +1202,9 @@ class SPICEClustering(
             n_clusters=k,
             n_heads=self.n_heads,
             head_init=self.head_init_,
-            epochs=self._epochs(self.self_epochs, n, self._self_budget(run["device"])),
+            epochs=self._epochs(
+                self.self_epochs, n, self._stage_budget("self_label", run["device"])
+            ),
             lr=self.self_lr,
             pseudo_batch=min(n, settings.pseudo_batch_per_cluster * k),
             batch_size=settings.batch_size,
@@ -1235,17 +1238,15 @@ class SPICEClustering(
             return_counts=True,
         )
 
-    def _self_budget(self, device):
+    def _stage_budget(self, stage, device):
+        """The ``EpochBudget`` of ``stage`` ("self_label" or "semi"): the
+        frozen-backbone one, else the device regime's for these inputs."""
         if self.frozen_backbone_:
-            return FROZEN.self_label
-        return regime_for(device).budget("self_label", self._seen_profile_)
+            return getattr(FROZEN, stage)
+        return regime_for(device).budget(stage, self._seen_profile_)
 
     def _semi_epochs(self, n, device):
-        if self.frozen_backbone_:
-            budget = FROZEN.semi
-        else:
-            budget = regime_for(device).budget("semi", self._seen_profile_)
-        return self._epochs(self.semi_epochs, n, budget)
+        return self._epochs(self.semi_epochs, n, self._stage_budget("semi", device))
 
     def _train_semi(self, network, data, reliable, probs, augmenter, run):
         """Stage 3: SPICE-Semi (FixMatch fine-tuning); returns the EMA model."""

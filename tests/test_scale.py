@@ -14,7 +14,14 @@ from skspice import SPICEClustering
 from skspice.backbones import SmallResNet, build_backbone
 from skspice.contrast import background_contrast
 from skspice.datasets import load_digits_images
-from skspice.defaults import CPU, CUDA, EpochBudget, auto_backbone, auto_batch_size
+from skspice.defaults import (
+    CPU,
+    CUDA,
+    EpochBudget,
+    _is_large_image,
+    auto_backbone,
+    auto_batch_size,
+)
 from skspice.inputs import InputProfile, as_model_input
 from skspice.precision import autocast, autocast_off, grad_scaler, resolve_precision
 from skspice.samples import Samples, as_samples, inference_batch_size
@@ -173,14 +180,13 @@ def test_stage_budgets_split_by_image_size():
         InputProfile("image", (3, 224, 224)),
     )
     tabular = InputProfile("tabular", (5,))
+    assert _is_large_image(large) and not _is_large_image(small)
+    assert not _is_large_image(tabular)
     # Stage 2 visits what 3 epochs of 70,000 images do: small sets get more.
-    assert [
+    epochs = [
         CPU.budget("self_label", small).epochs(n) for n in (1_797, 10_000, 70_000)
-    ] == [
-        50,
-        20,
-        3,
     ]
+    assert epochs == [50, 20, 3]
     assert CPU.budget("self_label", tabular) is CPU.self_label
     # Large images keep the short budgets of stages 2 and 3.
     assert CPU.budget("self_label", large) is CPU.large_image_self_label
